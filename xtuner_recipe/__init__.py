@@ -1,0 +1,1 @@
+"""Python that the recipe's Snakemake rules call: one module per stage, each unit-tested."""

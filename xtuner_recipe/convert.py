@@ -1,0 +1,92 @@
+"""Checkpoint -> Hugging Face adapter -> merged model, through xtuner's own converters.
+
+    python -m xtuner_recipe.convert adapter --config CFG --final FINAL.json --checkpoint last|N --out DIR
+    python -m xtuner_recipe.convert merge --base MODEL --adapter DIR --out DIR [--max-shard-size 2GB]
+        [--device cpu] [--method lora|qlora|full]
+
+Each step runs xtuner's tool module (real exit status) and then checks the folder it wrote.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from xtuner_recipe.train import checkpoint_iteration
+
+
+def choose_checkpoint(final_record, choice):
+    """The checkpoint to convert: the recorded final one, or iteration N if it is still there."""
+    final = Path(final_record["checkpoint"])
+    if choice == "last":
+        return final
+    work_dir = final.parent
+    wanted = work_dir / f"iter_{int(choice)}.pth"
+    if not wanted.exists():
+        kept = sorted((p.name for p in work_dir.glob("iter_*.pth")), key=checkpoint_iteration)
+        raise SystemExit(f"config field convert.checkpoint = {choice}: {wanted} is not in the work "
+                         f"dir (kept: {', '.join(kept) or 'none'}; train.save_total_limit "
+                         "decides how many are kept)")
+    return wanted
+
+
+def run_tool(args):
+    command = [sys.executable, "-m", "xtuner_recipe.xtuner_entry", *args]
+    print("[xtuner-recipe] " + " ".join(command), flush=True)
+    if subprocess.call(command) != 0:
+        raise SystemExit(f"[xtuner-recipe] xtuner {args[0]} failed")
+
+
+def require(folder, names, step):
+    missing = [n for n in names if not any(Path(folder).glob(n))]
+    if missing:
+        raise SystemExit(f"[xtuner-recipe] {step} exited 0 but {folder} lacks {', '.join(missing)}")
+
+
+def adapter(config, final_path, checkpoint, out, method):
+    record = json.loads(Path(final_path).read_text())
+    source = choose_checkpoint(record, checkpoint)
+    run_tool(["pth_to_hf", config, str(source), out, "--safe-serialization"])
+    if method == "full":
+        require(out, ["config.json", "*.safetensors"], "pth_to_hf")
+    else:
+        require(out, ["adapter_config.json", "adapter_model.*"], "pth_to_hf")
+
+
+def merge(base, adapter_dir, out, max_shard_size, device, method):
+    if method == "full":
+        # Full fine-tuning changes the model itself: there is no adapter to merge.
+        shutil.copytree(adapter_dir, out)
+    else:
+        run_tool(["merge", base, adapter_dir, out, "--max-shard-size", max_shard_size,
+                  "--device", device, "--safe-serialization"])
+    require(out, ["config.json", "*.safetensors", "tokenizer_config.json"], "merge")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    a = sub.add_parser("adapter")
+    a.add_argument("--config", required=True)
+    a.add_argument("--final", required=True)
+    a.add_argument("--checkpoint", default="last")
+    a.add_argument("--out", required=True)
+    a.add_argument("--method", default="lora")
+    m = sub.add_parser("merge")
+    m.add_argument("--base", required=True)
+    m.add_argument("--adapter", required=True)
+    m.add_argument("--out", required=True)
+    m.add_argument("--max-shard-size", default="2GB")
+    m.add_argument("--device", default="cpu")
+    m.add_argument("--method", default="lora")
+    args = parser.parse_args(argv)
+    if args.step == "adapter":
+        adapter(args.config, args.final, args.checkpoint, args.out, args.method)
+    else:
+        merge(args.base, args.adapter, args.out, args.max_shard_size, args.device, args.method)
+
+
+if __name__ == "__main__":
+    main()

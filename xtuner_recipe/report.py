@@ -1,0 +1,121 @@
+"""The eval report: Markdown for people, JSON for machines, and the loss curve as a PNG.
+
+    python -m xtuner_recipe.report --answers answers.json --final final.json --plan plan.json
+        --work-dir DIR --md report.md --json report.json --png loss_curve.png
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+
+def read_scalars(work_dir):
+    """mmengine's per-iteration scalars, from every run in the work dir (resumed runs included),
+    later runs winning for the same step."""
+    by_step = {}
+    for path in sorted(Path(work_dir).glob("*/vis_data/scalars.json")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                if "loss" in entry and "step" in entry:
+                    by_step[entry["step"]] = entry
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def training_summary(final, plan, scalars):
+    train = plan["train"]
+    summary = {
+        "iterations": final["iteration"],
+        "wall_time_s": final["wall_time_s"],
+        "resumed_from": final["resumed_from"],
+        "processes": final["world_size"],
+        "launcher": final["launcher"],
+        "deepspeed_checkpoint": final["deepspeed"],
+        "method": train["method"],
+        "device": plan["device"],
+        "peak_host_rss_mb": final["peak_host_rss_mb"],
+        "peak_gpu_memory_mb": max((s["memory"] for s in scalars if "memory" in s), default=None),
+        "first_loss": scalars[0]["loss"] if scalars else None,
+        "last_loss": scalars[-1]["loss"] if scalars else None,
+    }
+    if train.get("pack_to_max_length") and train.get("max_length") and train.get("batch_size"):
+        # Packed samples are exactly max_length tokens each.
+        summary["tokens_seen"] = (final["iteration"] * train["batch_size"] * train["max_length"]
+                                  * final["world_size"])
+    else:
+        summary["tokens_seen"] = None
+    return summary
+
+
+def plot_loss(scalars, png_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot([s["step"] for s in scalars], [s["loss"] for s in scalars], marker=".")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training loss")
+    ax.set_title("Training loss (mmengine scalars.json)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
+def _cell(text):
+    return text.replace("|", "\\|").replace("\n", " ") or "(empty)"
+
+
+def markdown(answers, summary, run_name, png_name):
+    groups = answers["groups"]
+    lines = [f"# Eval report: {run_name}", "",
+             f"Identity: an answer states the identity when it contains **{answers['name']}**.", "",
+             "| prompts | base model | fine-tuned (merged) |", "|---|---|---|"]
+    titles = {"training": "training prompts", "heldout": "held-out paraphrases",
+              "general": "general prompts (over-fitting shows here)"}
+    for group, data in groups.items():
+        lines.append(f"| {titles.get(group, group)} | {data['identity_score_base']:.2f} | "
+                     f"{data['identity_score_merged']:.2f} |")
+    lines += ["", "## Training", "", "| | |", "|---|---|"]
+    for key, value in summary.items():
+        lines.append(f"| {key} | {value if value is not None else 'n/a'} |")
+    lines += ["", f"![loss curve]({png_name})", ""]
+    for group, data in groups.items():
+        lines += [f"## Answers: {titles.get(group, group)}", "",
+                  "| prompt | base model | fine-tuned (merged) |", "|---|---|---|"]
+        for item in data["prompts"]:
+            lines.append(f"| {_cell(item['prompt'])} | {_cell(item['base'])} | "
+                         f"{_cell(item['merged'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("answers", "final", "plan", "work-dir", "md", "json", "png", "run-name"):
+        parser.add_argument(f"--{name}", required=True)
+    args = parser.parse_args(argv)
+    answers = json.loads(Path(args.answers).read_text(encoding="utf-8"))
+    final = json.loads(Path(args.final).read_text())
+    plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+    scalars = read_scalars(args.work_dir)
+    summary = training_summary(final, plan, scalars)
+    plot_loss(scalars, args.png)
+    report = {
+        "run_name": args.run_name,
+        "identity_scores": {g: {"base": d["identity_score_base"], "merged": d["identity_score_merged"]}
+                            for g, d in answers["groups"].items()},
+        "training": summary,
+        "loss_curve": [{"step": s["step"], "loss": s["loss"]} for s in scalars],
+        "answers": answers["groups"],
+    }
+    Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                               encoding="utf-8")
+    Path(args.md).write_text(markdown(answers, summary, args.run_name, Path(args.png).name),
+                             encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Turn config.yaml into concrete settings, and refuse bad input early with a message that names
+the field and the fix. Everything here runs before any model is loaded or trained."""
+
+import difflib
+import hashlib
+import re
+from pathlib import Path
+
+TRAIN_KEYS = (
+    "method", "max_length", "pack_to_max_length", "batch_size", "accumulative_counts",
+    "max_epochs", "max_iters", "lr", "warmup_ratio", "lora_r", "lora_alpha", "save_steps",
+    "save_total_limit", "evaluation_freq", "log_interval",
+)
+DEEPSPEED_PRESETS = ("zero1", "zero2", "zero2_offload", "zero3", "zero3_offload")
+
+
+class ConfigError(ValueError):
+    """A config.yaml value that cannot work; the message names the field and the fix."""
+
+
+def schema_error_message(error):
+    """One line for a jsonschema ValidationError: the field, what is wrong, and the allowed values."""
+    field = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        return f"config field {field}: {error.message}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "enum":
+        allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
+        return f"config field {field} = {error.instance!r}: must be one of {allowed}"
+    return f"config field {field} = {error.instance!r}: {error.message}"
+
+
+def check_schema(config, schema):
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("invalid configuration:\n  " +
+                          "\n  ".join(schema_error_message(e) for e in errors))
+
+
+def run_name(config):
+    """The results folder of this run: run_name if set, else a slug of the owner's name.
+
+    Non-ASCII names (the tutorial's are Chinese) keep a short hash so the folder stays portable.
+    """
+    if config.get("run_name"):
+        return config["run_name"]
+    name = config["assistant"]["name"]
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+    if slug and slug.isascii() and re.sub(r"[^A-Za-z0-9]", "", name) == re.sub(r"\s", "", name):
+        return f"assistant-{slug}"
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    return f"assistant-{slug + '-' if slug else ''}{digest}"
+
+
+def uses_tiny_model(config):
+    return not config["model"].get("path")
+
+
+def resolve_device(requested):
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train_settings(config, device):
+    """The train values to write into the xtuner config; None means 'keep the base config's'."""
+    train = config["train"]
+    preset = config.get("presets", {}).get("tiny", {}) if uses_tiny_model(config) else {}
+    values = {key: train.get(key) if train.get(key) is not None else preset.get(key)
+              for key in TRAIN_KEYS}
+    if values["method"] is None:
+        values["method"] = "qlora" if device == "cuda" else "lora"
+    if values["method"] == "qlora" and device != "cuda":
+        raise ConfigError(
+            "config field train.method = 'qlora': 4-bit QLoRA needs a CUDA GPU (bitsandbytes has "
+            "no CPU 4-bit path in this stack); on CPU set train.method: lora (or full)")
+    if values["max_iters"] is not None and train.get("max_epochs") is not None:
+        raise ConfigError("config fields train.max_iters and train.max_epochs are both set: "
+                          "keep one (max_iters trains exactly that many iterations)")
+    if train.get("max_epochs") is not None:
+        values["max_iters"] = None
+    return values
+
+
+def check_model_path(config):
+    path = config["model"].get("path")
+    if not path:
+        return
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ConfigError(f"config field model.path = {path!r}: no such folder; point it at a "
+                          "local Hugging Face model folder (config.json, weights, tokenizer), "
+                          "or set it to null for the tiny offline model")
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"config field model.path = {path!r}: the folder has no config.json, "
+                          "so it is not a Hugging Face model folder")
+
+
+def builtin_configs():
+    from xtuner.configs import cfgs_name_path
+
+    return cfgs_name_path
+
+
+def check_base_config(name):
+    configs = builtin_configs()
+    if name in configs:
+        return configs[name]
+    close = difflib.get_close_matches(name, configs, n=5, cutoff=0.6)
+    hint = f"; did you mean: {', '.join(close)}" if close else ""
+    raise ConfigError(f"config field xtuner.base_config = {name!r}: not a built-in xtuner config"
+                      f"{hint} (`xtuner list-cfg -p internlm2` lists them)")
+
+
+def check_prompt_template(name):
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    if name not in PROMPT_TEMPLATE:
+        close = difflib.get_close_matches(name, list(PROMPT_TEMPLATE), n=5, cutoff=0.5)
+        raise ConfigError(f"config field xtuner.prompt_template = {name!r}: unknown template; "
+                          f"close names: {', '.join(close) or 'none'}; "
+                          f"all: {', '.join(PROMPT_TEMPLATE)}")
+
+
+def deepspeed_source(value):
+    """The JSON file a train.deepspeed value stands for (None: DeepSpeed off)."""
+    if value is None:
+        return None
+    if value in DEEPSPEED_PRESETS:
+        return Path(builtin_configs()[f"deepspeed_{value}"])
+    path = Path(value)
+    if path.suffix == ".json" and path.is_file():
+        return path
+    if path.suffix == ".json":
+        raise ConfigError(f"config field train.deepspeed = {value!r}: file not found")
+    raise ConfigError(f"config field train.deepspeed = {value!r}: must be null, one of "
+                      f"{', '.join(DEEPSPEED_PRESETS)}, or a path to a DeepSpeed .json file")
+
+
+def resolve_launcher(train):
+    """none (one process), pytorch (torchrun, nproc_per_node processes) or slurm (srun tasks)."""
+    if train.get("launcher", "auto") != "auto":
+        return train["launcher"]
+    return "pytorch" if train["nproc_per_node"] > 1 else "none"
