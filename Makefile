@@ -1,0 +1,33 @@
+# Quick start: `make run` (install, then the recipe on the embedded tiny model) and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+# Rules call `python -m xtuner_recipe...`: the venv must come first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+export DS_BUILD_OPS := 0
+
+.PHONY: install run test test-fast clean-results
+
+install: $(VENV)/.installed
+
+# torch first and alone, from its exact pin, so no resolver ever pulls a CUDA build; deepspeed
+# builds from its sdist against that torch; xtuner without its deps (it requires torchvision,
+# which has no CPU wheel for this torch: see xtuner_recipe/cpu_compat.py).
+$(VENV)/.installed: requirements/cpu.txt requirements/test.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==25.3 setuptools==84.2.1 wheel==0.48.0
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet --no-build-isolation -r requirements/cpu.txt -r requirements/test.txt
+	$(BIN)/pip install --quiet --no-deps xtuner==0.2.0
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+run: install
+	$(BIN)/snakemake --profile profiles/local
+
+test: install
+	$(BIN)/python -m pytest
+
+# The quick loop: unit tests and bad-input checks, no end-to-end runs.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
