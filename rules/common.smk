@@ -3,8 +3,9 @@ import json
 # system), the run's paths, and small input functions. Bad input stops here, before any job runs.
 import os
 
+import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 from xtuner_recipe import assistant_data, settings
 
@@ -16,13 +17,21 @@ os.environ.setdefault("MKL_SERVICE_FORCE_INTEL", "1")
 os.environ.setdefault("MKL_THREADING_LAYER", "GNU")
 
 
+def _with_defaults(config):
+    """The repo's config.yaml is the one source of defaults; a --configfile or --config only needs
+    the keys it changes."""
+    with open(workflow.source_path("../config.yaml"), encoding="utf-8") as f:
+        merged = yaml.safe_load(f)
+    update_config(merged, config)
+    config.clear()
+    config.update(merged)
+
+
 def _validated(config):
     schema_path = workflow.source_path("../schemas/config.schema.yaml")
     try:
-        validate(config, schema_path)  # also fills the schema's defaults
+        validate(config, schema_path)
     except WorkflowError:
-        import yaml
-
         with open(schema_path) as f:
             settings.check_schema(config, yaml.safe_load(f))  # names the field and the fix
         raise
@@ -41,6 +50,7 @@ def _validated(config):
     return device, train
 
 
+_with_defaults(config)
 DEVICE, TRAIN = _validated(config)
 LAUNCHER = settings.resolve_launcher(config["train"])
 RUN = settings.run_name(config)

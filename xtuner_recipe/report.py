@@ -23,7 +23,7 @@ def read_scalars(work_dir):
 
 
 def training_summary(final, plan, scalars):
-    train = plan["train"]
+    train, effective = plan["train"], plan["effective"]
     summary = {
         "iterations": final["iteration"],
         "wall_time_s": final["wall_time_s"],
@@ -38,12 +38,18 @@ def training_summary(final, plan, scalars):
         "first_loss": scalars[0]["loss"] if scalars else None,
         "last_loss": scalars[-1]["loss"] if scalars else None,
     }
-    if train.get("pack_to_max_length") and train.get("max_length") and train.get("batch_size"):
+    if effective["pack_to_max_length"]:
         # Packed samples are exactly max_length tokens each.
-        summary["tokens_seen"] = (final["iteration"] * train["batch_size"] * train["max_length"]
-                                  * final["world_size"])
+        summary["tokens_seen"] = (final["iteration"] * effective["batch_size"]
+                                  * effective["max_length"] * final["world_size"])
     else:
-        summary["tokens_seen"] = None
+        summary["tokens_seen"] = None  # unpacked samples vary in length
+    # Steady-state speed from mmengine's per-iteration times (the first logged one warms up).
+    times = [s["time"] for s in scalars[1:] if "time" in s]
+    summary["s_per_iter"] = round(sum(times) / len(times), 4) if times else None
+    if times and summary["tokens_seen"]:
+        summary["tokens_per_s"] = round(summary["tokens_seen"] / final["iteration"]
+                                        / summary["s_per_iter"])
     return summary
 
 

@@ -80,7 +80,7 @@ def train_settings(config, device):
         raise ConfigError(
             "config field train.method = 'qlora': 4-bit QLoRA needs a CUDA GPU (bitsandbytes has "
             "no CPU 4-bit path in this stack); on CPU set train.method: lora (or full)")
-    if values["max_iters"] is not None and train.get("max_epochs") is not None:
+    if train.get("max_iters") is not None and train.get("max_epochs") is not None:
         raise ConfigError("config fields train.max_iters and train.max_epochs are both set: "
                           "keep one (max_iters trains exactly that many iterations)")
     if train.get("max_epochs") is not None:
@@ -102,10 +102,33 @@ def check_model_path(config):
                           "so it is not a Hugging Face model folder")
 
 
-def builtin_configs():
-    from xtuner.configs import cfgs_name_path
+def xtuner_package_dir():
+    """The installed xtuner's folder, found without importing it (the import costs seconds)."""
+    import importlib.util
 
-    return cfgs_name_path
+    spec = importlib.util.find_spec("xtuner")
+    if spec is None:
+        raise ConfigError("xtuner is not installed in this environment: run `make install`")
+    return Path(spec.submodule_search_locations[0])
+
+
+def builtin_configs():
+    """Name -> path of xtuner's built-in configs, as `xtuner list-cfg` and `copy-cfg` see them."""
+    root = xtuner_package_dir() / "configs"
+    return {p.stem: str(p) for p in sorted(root.rglob("*"))
+            if p.suffix in (".py", ".json") and not p.name.startswith("_")}
+
+
+def prompt_templates():
+    """The names in xtuner's PROMPT_TEMPLATE, read from its source without importing xtuner."""
+    import ast
+
+    source = (xtuner_package_dir() / "utils" / "templates.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == "PROMPT_TEMPLATE"):
+            return [kw.arg for kw in node.value.keywords]
+    raise ConfigError("cannot read PROMPT_TEMPLATE from the installed xtuner")
 
 
 def check_base_config(name):
@@ -119,13 +142,12 @@ def check_base_config(name):
 
 
 def check_prompt_template(name):
-    from xtuner.utils import PROMPT_TEMPLATE
-
-    if name not in PROMPT_TEMPLATE:
-        close = difflib.get_close_matches(name, list(PROMPT_TEMPLATE), n=5, cutoff=0.5)
+    templates = prompt_templates()
+    if name not in templates:
+        close = difflib.get_close_matches(name, templates, n=5, cutoff=0.5)
         raise ConfigError(f"config field xtuner.prompt_template = {name!r}: unknown template; "
                           f"close names: {', '.join(close) or 'none'}; "
-                          f"all: {', '.join(PROMPT_TEMPLATE)}")
+                          f"all: {', '.join(templates)}")
 
 
 def deepspeed_source(value):

@@ -65,8 +65,13 @@ def internlm2_modeling_dir():
     return Path(xtuner.__file__).parent / "_lite" / "modelings" / "internlm2"
 
 
-def build_tiny_internlm2(out_dir, shape, seed=0):
-    """Write a loadable model folder to out_dir. shape: the config.yaml `model.tiny` mapping."""
+def build_tiny_internlm2(out_dir, shape, seed=0, device="cpu", dtype="float32"):
+    """Write a loadable model folder to out_dir. shape: the config.yaml `model.tiny` mapping.
+
+    The model's vocabulary is shape["vocab_size"] (like InternLM2's, padded past the tokenizer's);
+    the tokenizer learns at most that many tokens from the corpus. device/dtype only matter for
+    building large shapes quickly (bench/ builds the 1.8B shape on a GPU).
+    """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -85,7 +90,7 @@ def build_tiny_internlm2(out_dir, shape, seed=0):
             "AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM",
         },
         "model_type": "internlm2",
-        "vocab_size": len(tokenizer),
+        "vocab_size": shape["vocab_size"],
         "hidden_size": shape["hidden_size"],
         "intermediate_size": shape["intermediate_size"],
         "num_hidden_layers": shape["num_hidden_layers"],
@@ -101,15 +106,17 @@ def build_tiny_internlm2(out_dir, shape, seed=0):
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
-        "torch_dtype": "float32",
+        "torch_dtype": dtype,
         "attn_implementation": "eager",
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     torch.manual_seed(seed)
     model_config = AutoConfig.from_pretrained(out_dir, trust_remote_code=True)
-    model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=True,
+                                                 torch_dtype=getattr(torch, dtype))
+    model.save_pretrained(out_dir, safe_serialization=True, max_shard_size="2GB")
     # save_pretrained rewrites config.json; keep the modeling files next to it either way.
     for name in MODELING_FILES:
         if not (out_dir / name).exists():
@@ -123,9 +130,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Build the tiny offline InternLM2 model.")
     parser.add_argument("--out", required=True)
     parser.add_argument("--shape", required=True, help="the model.tiny mapping, as JSON")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = parser.parse_args(argv)
     shape = json.loads(args.shape)
-    build_tiny_internlm2(args.out, shape, seed=shape.get("seed", 0))
+    build_tiny_internlm2(args.out, shape, seed=shape.get("seed", 0), device=args.device,
+                         dtype=args.dtype)
 
 
 if __name__ == "__main__":

@@ -284,7 +284,17 @@ def write_patched_config(original_path, out_path, diff_path, plan_path, plan):
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(patched, encoding="utf-8")
-    check_patched(out_path, plan)
+    cfg = check_patched(out_path, plan)
+    # What training will really use, base config values included: the report reads these.
+    plan["effective"] = {
+        "max_length": cfg.get("max_length"),
+        "pack_to_max_length": cfg.get("pack_to_max_length"),
+        "batch_size": cfg.train_dataloader.batch_size,
+        "accumulative_counts": cfg.optim_wrapper.get("accumulative_counts", 1),
+        "lr": cfg.optim_wrapper.optimizer.lr,
+        "max_iters": cfg.train_cfg.get("max_iters"),
+        "max_epochs": cfg.train_cfg.get("max_epochs"),
+    }
     diff = difflib.unified_diff(
         original.splitlines(keepends=True), patched.splitlines(keepends=True),
         fromfile=f"{plan['base_config']}.py (xtuner built-in)", tofile=out_path.name)
