@@ -19,6 +19,14 @@ include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
 
+# Cheap steps run where Snakemake runs, also under profiles/slurm.
+localrules:
+    all,
+    data,
+    xtuner_config,
+    report,
+
+
 rule all:
     input:
         final_outputs(),

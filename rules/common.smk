@@ -52,7 +52,8 @@ def _validated(config):
 
 _with_defaults(config)
 DEVICE, TRAIN = _validated(config)
-LAUNCHER = settings.resolve_launcher(config["train"])
+NPROC = settings.resolve_nproc(config["train"])
+LAUNCHER = settings.resolve_launcher(config["train"], NPROC)
 RUN = settings.run_name(config)
 RESULTS = config["results_dir"]
 RUN_DIR = f"{RESULTS}/{RUN}"

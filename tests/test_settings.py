@@ -113,6 +113,45 @@ def test_deepspeed_choices(tmp_path):
 
 
 def test_launcher_resolution():
-    assert settings.resolve_launcher({"launcher": "auto", "nproc_per_node": 1}) == "none"
-    assert settings.resolve_launcher({"launcher": "auto", "nproc_per_node": 2}) == "pytorch"
-    assert settings.resolve_launcher({"launcher": "slurm", "nproc_per_node": 1}) == "slurm"
+    assert settings.resolve_launcher({"launcher": "auto"}, 1) == "none"
+    assert settings.resolve_launcher({"launcher": "auto"}, 2) == "pytorch"
+    assert settings.resolve_launcher({"launcher": "slurm"}, 1) == "slurm"
+
+
+def test_nproc_auto_reads_xtuners_variable():
+    assert settings.resolve_nproc({"nproc_per_node": 3}, {}) == 3
+    assert settings.resolve_nproc({"nproc_per_node": "auto"}, {"NPROC_PER_NODE": "4"}) == 4
+    assert settings.resolve_nproc({"nproc_per_node": "auto"}, {}) == 1  # no GPU here
+    with pytest.raises(settings.ConfigError, match="NPROC_PER_NODE"):
+        settings.resolve_nproc({"nproc_per_node": "auto"}, {"NPROC_PER_NODE": "two"})
+
+
+def slurm_section(**changes):
+    section = {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 1,
+               "mem_mb": 4000, "runtime": 60, "partition": None, "account": None, "extra": None}
+    section.update(changes)
+    return section
+
+
+def test_slurm_one_task_runs_in_the_plugins_own_step():
+    resources = settings.slurm_train_resources(slurm_section())
+    assert "mpi" not in resources and "tasks" not in resources
+    assert settings.train_srun(slurm_section()) == ""
+
+
+def test_slurm_several_tasks_on_one_node():
+    resources = settings.slurm_train_resources(slurm_section(tasks_per_node=2, partition="p",
+                                                             extra="--qos=x"))
+    assert resources["mpi"] == "srun" and resources["tasks"] == 2 and resources["nodes"] == 1
+    assert resources["slurm_partition"] == "p" and resources["slurm_extra"] == "--qos=x"
+    assert "slurm_account" not in resources
+    assert settings.train_srun(slurm_section(tasks_per_node=2)) == "srun"
+
+
+def test_slurm_multi_node_gpu_geometry():
+    resources = settings.slurm_train_resources(slurm_section(nodes=2, tasks_per_node=4,
+                                                             gpus_per_node=4))
+    assert resources["tasks_per_node"] == 4 and "tasks" not in resources
+    assert resources["gres"] == "gpu:4" and resources["tasks_per_gpu"] == 1
+    with pytest.raises(settings.ConfigError, match="slurm.tasks_per_node"):
+        settings.slurm_train_resources(slurm_section(nodes=2, tasks_per_node=1))

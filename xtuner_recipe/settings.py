@@ -165,8 +165,64 @@ def deepspeed_source(value):
                       f"{', '.join(DEEPSPEED_PRESETS)}, or a path to a DeepSpeed .json file")
 
 
-def resolve_launcher(train):
-    """none (one process), pytorch (torchrun, nproc_per_node processes) or slurm (srun tasks)."""
+def resolve_nproc(train, environ=None):
+    """Processes per machine: the configured number, or for auto xtuner's own NPROC_PER_NODE,
+    else the visible GPU count, else 1."""
+    import os
+
+    value = train["nproc_per_node"]
+    if value != "auto":
+        return value
+    environ = os.environ if environ is None else environ
+    if environ.get("NPROC_PER_NODE"):
+        try:
+            return max(1, int(environ["NPROC_PER_NODE"]))
+        except ValueError:
+            raise ConfigError(f"NPROC_PER_NODE = {environ['NPROC_PER_NODE']!r} is not a number "
+                              "(train.nproc_per_node: auto reads it)") from None
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def resolve_launcher(train, nproc):
+    """none (one process), pytorch (torchrun, nproc processes) or slurm (srun tasks)."""
     if train.get("launcher", "auto") != "auto":
         return train["launcher"]
-    return "pytorch" if train["nproc_per_node"] > 1 else "none"
+    return "pytorch" if nproc > 1 else "none"
+
+
+def slurm_train_resources(slurm):
+    """Snakemake resources that make the Slurm executor plugin submit the training job as
+    nodes x tasks_per_node srun tasks (one per GPU), with the rule's own srun inside.
+
+    The plugin only runs a rule without its own `srun -n1` wrapper when the rule has an `mpi`
+    resource, and it accepts that only for more than one task; a one-task job runs inside the
+    plugin's step instead (see `train_srun`).
+    """
+    tasks = slurm["nodes"] * slurm["tasks_per_node"]
+    resources = {"nodes": slurm["nodes"], "cpus_per_task": slurm["cpus_per_task"],
+                 "mem_mb": slurm["mem_mb"], "runtime": slurm["runtime"]}
+    if tasks > 1:
+        resources["mpi"] = "srun"
+        if slurm["nodes"] > 1:
+            if slurm["tasks_per_node"] < 2:
+                raise ConfigError("config field slurm.tasks_per_node: with several nodes the "
+                                  "Slurm plugin needs at least 2 tasks per node")
+            resources["tasks_per_node"] = slurm["tasks_per_node"]
+        else:
+            resources["tasks"] = tasks
+    if slurm["gpus_per_node"]:
+        resources["gres"] = f"gpu:{slurm['gpus_per_node']}"
+        resources["tasks_per_gpu"] = max(1, slurm["tasks_per_node"] // slurm["gpus_per_node"])
+    for key, resource in (("partition", "slurm_partition"), ("account", "slurm_account"),
+                          ("extra", "slurm_extra")):
+        if slurm.get(key):
+            resources[resource] = slurm[key]
+    return resources
+
+
+def train_srun(slurm):
+    """The srun prefix the training wrapper starts its tasks with ('' when the job is one task
+    that already runs inside the plugin's own srun step)."""
+    return "srun" if slurm["nodes"] * slurm["tasks_per_node"] > 1 else ""

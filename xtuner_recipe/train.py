@@ -88,8 +88,9 @@ def train_command(args, resume):
     if args.launcher == "pytorch":
         return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
                 f"--master_port={free_port()}", *tool]
-    if args.launcher == "slurm":
-        # One task per GPU (per process on CPU); --kill-on-bad-exit ends the step if a rank dies.
+    if args.launcher == "slurm" and args.srun:
+        # One task per GPU (per process on CPU) across the job's nodes; --kill-on-bad-exit ends
+        # the step when a rank dies instead of leaving the others waiting.
         return [*shlex.split(args.srun), "--kill-on-bad-exit=1", sys.executable, *tool]
     return [sys.executable, *tool]
 
@@ -98,6 +99,11 @@ def launch_env(args):
     env = dict(os.environ)
     # torch >= 2.6 refuses mmengine's resume checkpoints under weights_only loading.
     env.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    if args.launcher == "slurm":
+        # mmengine takes MASTER_ADDR from the job's first node (this batch script runs there)
+        # and MASTER_PORT from here, else 29500, which two jobs on one node would share.
+        env.setdefault("MASTER_PORT", str(free_port()))
+        env.setdefault("OMP_NUM_THREADS", env.get("SLURM_CPUS_PER_TASK", "1"))
     if args.launcher == "none" and args.deepspeed:
         # DeepSpeed in one process still initialises torch.distributed; without these it looks
         # for MPI.
@@ -124,7 +130,8 @@ def parse_args(argv=None):
     parser.add_argument("--deepspeed")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     parser.add_argument("--nproc", type=int, default=1)
-    parser.add_argument("--srun", default="srun")
+    parser.add_argument("--srun", default="srun",
+                        help="srun prefix for --launcher slurm; empty: already one task in a step")
     return parser.parse_args(argv)
 
 
