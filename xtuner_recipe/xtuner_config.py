@@ -220,7 +220,7 @@ def patch_source(original, plan):
         src.set_kwarg(("model", "llm", "torch_dtype"), "torch.float32")
         src.add_import("from mmengine.optim import OptimWrapper")
         src.set_kwarg(("optim_wrapper", "type"), "OptimWrapper")
-        for key in ():
+        for key in ("loss_scale", "dtype"):
             if src.has_kwarg(("optim_wrapper", key)):
                 src.drop_kwarg(("optim_wrapper", key))
         src.set_kwarg(("env_cfg", "dist_cfg"), "dict(backend='gloo')")
