@@ -13,7 +13,8 @@ rule train:
         work_dir=f"{RUN_DIR}/train/work_dir",
         deepspeed=f"--deepspeed {DEEPSPEED_JSON}" if DEEPSPEED_JSON else "",
         launcher=LAUNCHER,
-        nproc=NPROC,
+        # processes in all: torchrun's per machine, or every srun task of the Slurm job
+        nproc=settings.slurm_tasks(config["slurm"]) if LAUNCHER == "slurm" else NPROC,
         srun=settings.train_srun(config["slurm"]),
     resources:
         **(settings.slurm_train_resources(config["slurm"]) if LAUNCHER == "slurm" else {}),

@@ -145,7 +145,8 @@ def test_slurm_several_tasks_on_one_node():
     assert resources["mpi"] == "srun" and resources["tasks"] == 2 and resources["nodes"] == 1
     assert resources["slurm_partition"] == "p" and resources["slurm_extra"] == "--qos=x"
     assert "slurm_account" not in resources
-    assert settings.train_srun(slurm_section(tasks_per_node=2)) == "srun"
+    assert settings.train_srun(slurm_section(tasks_per_node=2)) == \
+        "srun --nodes=1 --ntasks-per-node=2"
 
 
 def test_slurm_multi_node_gpu_geometry():

@@ -75,7 +75,9 @@ def train_settings(config, device):
     values = {key: train.get(key) if train.get(key) is not None else preset.get(key)
               for key in TRAIN_KEYS}
     if values["method"] is None:
-        values["method"] = "qlora" if device == "cuda" else "lora"
+        values["method"] = base_config_method(config["xtuner"]["base_config"])
+        if values["method"] == "qlora" and device != "cuda":
+            values["method"] = "lora"  # the 4-bit base needs CUDA; same adapter, full-precision base
     if values["method"] == "qlora" and device != "cuda":
         raise ConfigError(
             "config field train.method = 'qlora': 4-bit QLoRA needs a CUDA GPU (bitsandbytes has "
@@ -141,6 +143,17 @@ def check_base_config(name):
                       f"{hint} (`xtuner list-cfg -p internlm2` lists them)")
 
 
+def base_config_method(name):
+    """qlora, lora or full: what the built-in config trains, read from its model dict."""
+    import ast
+
+    tree = ast.parse(Path(check_base_config(name)).read_text(encoding="utf-8"))
+    keywords = {node.arg for node in ast.walk(tree) if isinstance(node, ast.keyword)}
+    if "quantization_config" in keywords:
+        return "qlora"
+    return "lora" if "lora" in keywords else "full"
+
+
 def check_prompt_template(name):
     templates = prompt_templates()
     if name not in templates:
@@ -200,7 +213,7 @@ def slurm_train_resources(slurm):
     resource, and it accepts that only for more than one task; a one-task job runs inside the
     plugin's step instead (see `train_srun`).
     """
-    tasks = slurm["nodes"] * slurm["tasks_per_node"]
+    tasks = slurm_tasks(slurm)
     resources = {"nodes": slurm["nodes"], "cpus_per_task": slurm["cpus_per_task"],
                  "mem_mb": slurm["mem_mb"], "runtime": slurm["runtime"]}
     if tasks > 1:
@@ -222,7 +235,14 @@ def slurm_train_resources(slurm):
     return resources
 
 
+def slurm_tasks(slurm):
+    return slurm["nodes"] * slurm["tasks_per_node"]
+
+
 def train_srun(slurm):
     """The srun prefix the training wrapper starts its tasks with ('' when the job is one task
-    that already runs inside the plugin's own srun step)."""
-    return "srun" if slurm["nodes"] * slurm["tasks_per_node"] > 1 else ""
+    that already runs inside the plugin's own srun step). The geometry is explicit because the
+    plugin's job step strips SLURM_NTASKS and friends before running the rule."""
+    if slurm_tasks(slurm) == 1:
+        return ""
+    return f"srun --nodes={slurm['nodes']} --ntasks-per-node={slurm['tasks_per_node']}"

@@ -129,16 +129,15 @@ def parse_args(argv=None):
     parser.add_argument("--final", required=True)
     parser.add_argument("--deepspeed")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    parser.add_argument("--nproc", type=int, default=1)
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes in all (torchrun: per machine; slurm: srun tasks)")
     parser.add_argument("--srun", default="srun",
                         help="srun prefix for --launcher slurm; empty: already one task in a step")
     return parser.parse_args(argv)
 
 
 def world_size(args):
-    if args.launcher == "slurm":
-        return int(os.environ.get("SLURM_NTASKS", "1"))
-    return args.nproc if args.launcher == "pytorch" else 1
+    return 1 if args.launcher == "none" else args.nproc
 
 
 def main(argv=None):

@@ -199,6 +199,10 @@ def patch_source(original, plan):
             "]"))
 
     method = train["method"]
+    if method == "qlora" and not src.has_kwarg(("model", "llm", "quantization_config")):
+        raise ConfigError(f"config field train.method = 'qlora': the base config "
+                          f"{plan['base_config']!r} has no 4-bit quantization_config to keep; "
+                          "set train.method: lora, or pick a *_qlora_* base config")
     if method in ("lora", "full") and src.has_kwarg(("model", "llm", "quantization_config")):
         src.drop_kwarg(("model", "llm", "quantization_config"))
     if method == "full":

@@ -1,0 +1,73 @@
+"""Choosing the checkpoint to convert, and the checks on what xtuner's converters wrote."""
+
+import pytest
+
+from xtuner_recipe.convert import choose_checkpoint, require
+
+
+@pytest.fixture
+def work_dir(tmp_path):
+    work = tmp_path / "work_dir"
+    work.mkdir()
+    for n in (160, 80, 1000):
+        (work / f"iter_{n}.pth").write_bytes(b"x")
+    (work / "last_checkpoint").write_text(str(work / "iter_1000.pth"))
+    return work
+
+
+def record(work_dir, n=1000):
+    return {"checkpoint": str(work_dir / f"iter_{n}.pth"), "iteration": n}
+
+
+def test_last_is_the_recorded_checkpoint(work_dir):
+    assert choose_checkpoint(record(work_dir), "last") == work_dir / "iter_1000.pth"
+    # the record wins, not the newest file
+    assert choose_checkpoint(record(work_dir, 80), "last") == work_dir / "iter_80.pth"
+
+
+@pytest.mark.parametrize("choice", [80, "80"])
+def test_a_kept_iteration_is_found(work_dir, choice):
+    assert choose_checkpoint(record(work_dir), choice) == work_dir / "iter_80.pth"
+
+
+def test_a_deepspeed_checkpoint_folder_is_found(work_dir):
+    (work_dir / "iter_40.pth").mkdir()
+    assert choose_checkpoint(record(work_dir), 40) == work_dir / "iter_40.pth"
+
+
+def test_an_iteration_not_kept_lists_the_kept_ones_numerically(work_dir):
+    with pytest.raises(SystemExit) as exit_info:
+        choose_checkpoint(record(work_dir), 120)
+    message = str(exit_info.value)
+    assert "convert.checkpoint = 120" in message
+    assert str(work_dir / "iter_120.pth") in message
+    assert "kept: iter_80.pth, iter_160.pth, iter_1000.pth;" in message
+    assert "save_total_limit" in message
+
+
+def test_an_iteration_in_an_empty_work_dir_says_none_kept(tmp_path):
+    with pytest.raises(SystemExit, match=r"kept: none;"):
+        choose_checkpoint({"checkpoint": str(tmp_path / "iter_5.pth")}, 5)
+
+
+def test_require_passes_when_every_glob_matches(tmp_path):
+    for name in ("config.json", "model-00001-of-00002.safetensors", "tokenizer_config.json"):
+        (tmp_path / name).write_text("{}")
+    assert require(tmp_path, ["config.json", "*.safetensors", "tokenizer_config.json"],
+                   "merge") is None
+
+
+def test_require_names_every_missing_piece(tmp_path):
+    (tmp_path / "adapter_config.json").write_text("{}")
+    (tmp_path / "adapter_model.bin.tmp").write_text("")  # matches adapter_model.*
+    require(tmp_path, ["adapter_config.json", "adapter_model.*"], "pth_to_hf")
+    with pytest.raises(SystemExit) as exit_info:
+        require(tmp_path, ["config.json", "adapter_config.json", "*.safetensors"], "merge")
+    message = str(exit_info.value)
+    assert message == (f"[xtuner-recipe] merge exited 0 but {tmp_path} lacks "
+                       "config.json, *.safetensors")
+
+
+def test_require_on_a_missing_folder_raises(tmp_path):
+    with pytest.raises(SystemExit, match="lacks config.json"):
+        require(tmp_path / "nope", ["config.json"], "merge")

@@ -1,0 +1,95 @@
+"""Eval helpers: training prompts, identity scoring, and the prompt text the models see."""
+
+import json
+
+import pytest
+
+from xtuner_recipe import assistant_data
+from xtuner_recipe.evaluate import (TRAIN_PROMPTS_SHOWN, build_prompt, identity_score,
+                                    states_identity, training_prompts)
+
+
+def write(path, records):
+    path.write_text(json.dumps(records, ensure_ascii=False, indent=4), encoding="utf-8")
+    return path
+
+
+PAIRS = [{"input": "请介绍一下你自己", "output": "我是{name}的小助手"},
+         {"input": "你在实战营做什么", "output": "我在这里帮助{name}"}]
+
+
+@pytest.mark.parametrize("record_format", ["conversation", "messages"])
+def test_training_prompts_of_the_generated_dataset(tmp_path, record_format):
+    records = assistant_data.generate_records("门客er", PAIRS, 50, record_format)
+    dataset = write(tmp_path / "assistant.json", records)
+    assert training_prompts(dataset) == ["请介绍一下你自己", "你在实战营做什么"]
+
+
+def test_training_prompts_keep_first_seen_order_and_skip_system_messages(tmp_path):
+    records = [
+        {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "b"},
+                      {"role": "assistant", "content": "x"}, {"role": "user", "content": "z"}]},
+        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "y"}]},
+        {"messages": [{"role": "user", "content": "b"}, {"role": "assistant", "content": "y"}]},
+        {"messages": [{"role": "user", "content": "c"}, {"role": "assistant", "content": "y"}]},
+    ]
+    assert training_prompts(write(tmp_path / "d.json", records)) == ["b", "a", "c"]
+
+
+def test_training_prompts_use_the_first_conversation_turn(tmp_path):
+    records = [{"conversation": [{"system": "s", "input": "q1", "output": "a1"},
+                                 {"input": "q2", "output": "a2"}]},
+               {"conversation": [{"input": "q3", "output": "a3"}]}]
+    assert training_prompts(write(tmp_path / "d.json", records)) == ["q1", "q3"]
+
+
+def test_training_prompts_limit(tmp_path):
+    records = [assistant_data.conversation_record(f"q{i % 30}", "a") for i in range(90)]
+    dataset = write(tmp_path / "d.json", records)
+    assert training_prompts(dataset) == [f"q{i}" for i in range(TRAIN_PROMPTS_SHOWN)]
+    assert training_prompts(dataset, limit=3) == ["q0", "q1", "q2"]
+    assert training_prompts(dataset, limit=100) == [f"q{i}" for i in range(30)]
+
+
+def test_states_identity_is_case_insensitive():
+    assert states_identity("I am ADA's assistant", "Ada")
+    assert states_identity("我是门客ER的小助手", "门客er")
+    assert states_identity("straße", "STRASSE")  # casefold, not lower
+    assert not states_identity("I am an assistant", "Ada")
+    assert not states_identity("", "Ada")
+
+
+def test_identity_score():
+    answers = ["我是门客er的小助手", "I am 门客ER's", "no idea", "hello"]
+    assert identity_score(answers, "门客er") == 0.5
+    assert identity_score(["Ada"], "ada") == 1.0
+    assert identity_score(["x", "y", "z"], "ada") == 0.0
+    assert identity_score([], "ada") == 0.0
+
+
+def test_build_prompt_internlm2_chat_without_system():
+    assert build_prompt("internlm2_chat", None, "你是谁") == (
+        "<|im_start|>user\n你是谁<|im_end|>\n<|im_start|>assistant\n")
+    assert build_prompt("internlm2_chat", "", "Hi") == (
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_build_prompt_internlm2_chat_with_system():
+    assert build_prompt("internlm2_chat", "You are {name}'s helper.", "Who are you?") == (
+        "<|im_start|>system\nYou are {name}'s helper.<|im_end|>\n"
+        "<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_build_prompt_follows_xtuners_template_table():
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    for name in ("internlm2_chat", "qwen_chat", "llama3_chat", "default"):
+        template = PROMPT_TEMPLATE[name]
+        expected = template["INSTRUCTION"].format(input="Q", round=1)
+        assert build_prompt(name, None, "Q") == expected
+        system = template.get("SYSTEM", "{system}").format(system="S")
+        assert build_prompt(name, "S", "Q") == system + expected
+
+
+def test_build_prompt_is_the_first_round():
+    assert build_prompt("chatglm2", "S", "Q") == "S\n[Round 1]\n\n问：Q\n\n答："

@@ -1,0 +1,143 @@
+"""The eval report: mmengine scalars across resumed runs, the training summary, Markdown, PNG."""
+
+import json
+
+import pytest
+
+from xtuner_recipe.report import markdown, plot_loss, read_scalars, training_summary
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def write_scalars(work_dir, timestamp, entries):
+    folder = work_dir / timestamp / "vis_data"
+    folder.mkdir(parents=True)
+    (folder / "scalars.json").write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
+def entry(step, loss, time=0.5, **extra):
+    return {"lr": 1e-3, "data_time": 0.01, "loss": loss, "time": time, "iter": step,
+            "step": step, **extra}
+
+
+def test_read_scalars_merges_runs_later_run_wins(tmp_path):
+    write_scalars(tmp_path, "20240101_100000", [entry(5, 3.0), entry(10, 2.5), entry(15, 2.2)])
+    # resumed from iteration 10: the second run logs 15 again, then goes on
+    write_scalars(tmp_path, "20240101_120000", [entry(15, 2.0), entry(20, 1.5)])
+    scalars = read_scalars(tmp_path)
+    assert [s["step"] for s in scalars] == [5, 10, 15, 20]
+    assert [s["loss"] for s in scalars] == [3.0, 2.5, 2.0, 1.5]
+
+
+def test_read_scalars_orders_by_step_and_skips_non_loss_lines(tmp_path):
+    folder = tmp_path / "20240101_100000" / "vis_data"
+    folder.mkdir(parents=True)
+    lines = [json.dumps(entry(10, 2.0)), "", json.dumps(entry(5, 3.0)),
+             json.dumps({"step": 10, "accuracy": 1.0}),  # an eval line: no loss
+             json.dumps({"loss": 9.9}),  # no step
+             "   "]
+    (folder / "scalars.json").write_text("\n".join(lines) + "\n")
+    scalars = read_scalars(tmp_path)
+    assert [(s["step"], s["loss"]) for s in scalars] == [(5, 3.0), (10, 2.0)]
+
+
+def test_read_scalars_of_an_empty_or_other_work_dir(tmp_path):
+    assert read_scalars(tmp_path) == []
+    (tmp_path / "20240101_100000").mkdir()
+    (tmp_path / "20240101_100000" / "scalars.json").write_text(json.dumps(entry(1, 1.0)) + "\n")
+    assert read_scalars(tmp_path) == []  # not under vis_data
+
+
+def final_record(iteration=160, world_size=2):
+    return {"checkpoint": f"/w/iter_{iteration}.pth", "iteration": iteration,
+            "deepspeed": False, "launcher": "pytorch", "world_size": world_size,
+            "resumed_from": None, "wall_time_s": 100.0, "peak_host_rss_mb": 1234.5}
+
+
+def plan_with(pack, batch_size=2, max_length=128):
+    return {"device": "cpu", "train": {"method": "lora"},
+            "effective": {"pack_to_max_length": pack, "batch_size": batch_size,
+                          "max_length": max_length, "accumulative_counts": 4, "lr": 1e-3,
+                          "max_iters": 160, "max_epochs": None}}
+
+
+def test_summary_for_packed_training():
+    scalars = [entry(5, 3.0, time=9.0, memory=100), entry(10, 2.0, time=0.5, memory=300),
+               entry(15, 1.0, time=0.7, memory=200)]
+    summary = training_summary(final_record(160, 2), plan_with(True, 2, 128), scalars)
+    assert summary["tokens_seen"] == 160 * 2 * 128 * 2
+    assert summary["s_per_iter"] == pytest.approx(0.6)  # the first (warm-up) entry is dropped
+    assert summary["tokens_per_s"] == round(2 * 128 * 2 / 0.6)
+    assert summary["peak_gpu_memory_mb"] == 300
+    assert (summary["first_loss"], summary["last_loss"]) == (3.0, 1.0)
+    assert summary["iterations"] == 160 and summary["processes"] == 2
+    assert summary["method"] == "lora" and summary["device"] == "cpu"
+    assert summary["launcher"] == "pytorch" and summary["deepspeed_checkpoint"] is False
+    assert summary["peak_host_rss_mb"] == 1234.5
+
+
+def test_summary_for_unpacked_training_has_no_token_count():
+    scalars = [entry(5, 3.0, time=9.0), entry(10, 2.0, time=1.0)]
+    summary = training_summary(final_record(), plan_with(False), scalars)
+    assert summary["tokens_seen"] is None
+    assert "tokens_per_s" not in summary
+    assert summary["s_per_iter"] == 1.0
+    assert summary["peak_gpu_memory_mb"] is None  # CPU runs log no memory
+
+
+def test_summary_without_scalars():
+    summary = training_summary(final_record(), plan_with(True), [])
+    assert summary["first_loss"] is None and summary["last_loss"] is None
+    assert summary["s_per_iter"] is None and "tokens_per_s" not in summary
+    assert summary["peak_gpu_memory_mb"] is None
+    # a single logged entry is all warm-up
+    one = training_summary(final_record(), plan_with(True), [entry(5, 3.0, time=2.0)])
+    assert one["s_per_iter"] is None and one["first_loss"] == one["last_loss"] == 3.0
+
+
+def answers(name="门客er"):
+    def group(base, merged, items):
+        return {"identity_score_base": base, "identity_score_merged": merged, "prompts": items}
+
+    return {"name": name, "groups": {
+        "training": group(0.0, 1.0, [{"prompt": "请介绍一下你自己", "base": "a | b",
+                                      "merged": "我是门客er的小助手\n第二行"}]),
+        "heldout": group(0.0, 0.5, [{"prompt": "Who are you?", "base": "",
+                                     "merged": "门客er's assistant"}]),
+        "general": group(0.0, 0.25, [{"prompt": "1+1?", "base": "2", "merged": "2"}]),
+    }}
+
+
+def test_markdown_has_the_score_table_and_escapes_cells():
+    summary = training_summary(final_record(), plan_with(True),
+                               [entry(5, 3.0, time=1.0), entry(10, 2.0, time=1.0)])
+    text = markdown(answers(), summary, "assistant-demo", "loss_curve.png")
+    lines = text.splitlines()
+    assert lines[0] == "# Eval report: assistant-demo"
+    assert "Identity: an answer states the identity when it contains **门客er**." in lines
+    assert "| prompts | base model | fine-tuned (merged) |" in lines
+    assert "| training prompts | 0.00 | 1.00 |" in lines
+    assert "| held-out paraphrases | 0.00 | 0.50 |" in lines
+    assert "| general prompts (over-fitting shows here) | 0.00 | 0.25 |" in lines
+    assert "| iterations | 160 |" in lines
+    assert "| resumed_from | n/a |" in lines
+    assert "![loss curve](loss_curve.png)" in lines
+    # answers: | escaped, newlines flattened, empty marked
+    assert "| 请介绍一下你自己 | a \\| b | 我是门客er的小助手 第二行 |" in lines
+    assert "| Who are you? | (empty) | 门客er's assistant |" in lines
+    assert "## Answers: held-out paraphrases" in lines
+    # every table row has the same number of unescaped separators as its header
+    for line in lines:
+        if line.startswith("| ") and "prompt" not in line and line.count("|") > 3:
+            assert line.replace("\\|", "").count("|") == 4, line
+
+
+def test_plot_loss_writes_a_png(tmp_path):
+    png = tmp_path / "loss_curve.png"
+    plot_loss([entry(5, 3.0), entry(10, 2.0), entry(15, 1.2)], png)
+    data = png.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    assert (width, height) == (600, 350)  # figsize (6, 3.5) at dpi 100
