@@ -43,8 +43,9 @@ def test_recipe_through_slurm(slurm_cluster, tmp_path, shared_results):
     run_dir = shared_results / "slurm2"
     final = read_json(run_dir / "train" / "final_checkpoint.json")
     assert final["launcher"] == "slurm" and final["world_size"] == 2 and final["deepspeed"]
-    log = (run_dir / "logs" / "train.log").read_text()
-    assert "srun --kill-on-bad-exit=1" in log and "--launcher slurm" in log
+    log = (run_dir / "logs" / "train.log").read_text(errors="replace")
+    assert "srun --nodes=1 --ntasks-per-node=2 --kill-on-bad-exit=1" in log
+    assert "--launcher slurm" in log
     for artifact in ("data/assistant.json", "config/xtuner_config.py", "hf_adapter/adapter_config.json",
                      "merged/config.json", "report/report.md", "report/loss_curve.png"):
         assert (run_dir / artifact).is_file(), artifact
