@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Scaling of profiles/multi-gpu on one machine: the recipe's train rule (torchrun, DeepSpeed
+# ZeRO-2, stock QLoRA settings of internlm2_chat_1_8b_qlora_alpaca_e3, 2048-token packs, batch 1
+# per GPU) on a random-init 1.8B-shape InternLM2, for 1, 2 and 4 GPUs (as many as are visible).
+#   bash bench/multi_gpu_scaling.sh [ITERS]
+# Prints and writes $OUT/scaling.md: s/iter, tokens/s, peak memory, efficiency against 1 GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ITERS=${1:-60}
+OUT=${OUT:-bench/out}
+MODEL=/tmp/internlm2-1_8b-random
+RESULTS=/tmp/xtuner-recipe-scaling
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+if ! command -v python >/dev/null; then
+  mkdir -p /tmp/pybin && ln -sf "$(command -v python3)" /tmp/pybin/python && export PATH=/tmp/pybin:$PATH
+fi
+python3 -c "import xtuner" 2>/dev/null || bash bench/gpu_install.sh > "$OUT/install.log" 2>&1
+[ -d "$MODEL" ] || python3 -m xtuner_recipe.tiny_model --out "$MODEL" --device cuda --dtype bfloat16 \
+  --shape '{"vocab_size": 92544, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
+            "num_attention_heads": 16, "num_key_value_heads": 8, "max_position_embeddings": 32768}'
+GPUS=$(nvidia-smi -L | wc -l)
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+for n in 1 2 4; do
+  [ "$n" -le "$GPUS" ] || continue
+  cat > "$OUT/scaling-$n.yaml" <<YAML
+run_name: scaling-${n}gpu
+results_dir: $RESULTS
+model: {path: $MODEL}
+train: {device: cuda, max_iters: $ITERS, save_steps: $ITERS, log_interval: 5}
+YAML
+  NPROC_PER_NODE=$n python3 -m snakemake --profile profiles/multi-gpu --configfile "$OUT/scaling-$n.yaml" \
+    "$RESULTS/scaling-${n}gpu/train/final_checkpoint.json" > "$OUT/snakemake-$n.log" 2>&1 \
+    || { tail -40 "$RESULTS/scaling-${n}gpu/logs/train.log"; exit 1; }
+done
+python3 - "$RESULTS" "$GPU_NAME" "$OUT/scaling.md" <<'PY'
+import json, sys
+from pathlib import Path
+from xtuner_recipe.report import read_scalars
+results, gpu, out = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+rows, base = [], None
+for n in (1, 2, 4):
+    work = results / f"scaling-{n}gpu" / "train" / "work_dir"
+    if not work.exists():
+        continue
+    scalars = read_scalars(work)
+    times = [s["time"] for s in scalars[2:]]  # drop the warm-up entries
+    s_iter = sum(times) / len(times)
+    tokens = n * 2048 / s_iter
+    base = base or tokens
+    memory = max(s.get("memory", 0) for s in scalars)
+    rows.append(f"| {gpu} | {n} | {s_iter:.3f} | {tokens:,.0f} | {memory:,} | {tokens / (n * base):.2f} |")
+table = "\n".join(["| GPU | GPUs | s/iter | tokens/s | peak MB per GPU | efficiency |",
+                   "|---|---|---|---|---|---|", *rows])
+Path(out).write_text(table + "\n")
+print(table)
+PY
