@@ -29,8 +29,9 @@ results_dir: $RESULTS
 model: {path: $MODEL}
 train: {device: cuda, max_iters: $ITERS, save_steps: $ITERS, log_interval: 5}
 YAML
-  NPROC_PER_NODE=$n python3 -m snakemake --profile profiles/multi-gpu --configfile "$OUT/scaling-$n.yaml" \
-    "$RESULTS/scaling-${n}gpu/train/final_checkpoint.json" > "$OUT/snakemake-$n.log" 2>&1 \
+  # the target first: --configfile takes every word after it
+  NPROC_PER_NODE=$n python3 -m snakemake "$RESULTS/scaling-${n}gpu/train/final_checkpoint.json" \
+    --profile profiles/multi-gpu --configfile "$OUT/scaling-$n.yaml" > "$OUT/snakemake-$n.log" 2>&1 \
     || { tail -40 "$RESULTS/scaling-${n}gpu/logs/train.log"; exit 1; }
 done
 python3 - "$RESULTS" "$GPU_NAME" "$OUT/scaling.md" <<'PY'
