@@ -34,6 +34,10 @@ def test_recipe_through_slurm(slurm_cluster, tmp_path, shared_results):
     assert not {"data", "xtuner_config", "report"} & set(by_rule)  # localrules stay local
     assert all(r["JobState"] == "COMPLETED" for r in records.values()), records
 
+    for rule, job_id in sorted(by_rule.items()):  # evidence, shown with pytest -s
+        record, info = records[job_id], jobs[job_id]
+        print(f"slurm job {job_id} rule={rule} state={record['JobState']} cpus={record['cpus']} "
+              f"tasks={info['NumTasks']} nodes={info['NumNodes']} tres={record.get('Tres')}")
     train = jobs[by_rule["train"]]
     assert train["NumTasks"] == "2" and train["NumNodes"] == "1", train
     assert records[by_rule["train"]]["cpus"] == 2
