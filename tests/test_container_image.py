@@ -9,7 +9,11 @@ what is already downloaded) and ``cpu`` (the image; cached layers make a rebuild
 Timings go to the terminal (``-s``) and to ``.scratch/container-timings.json``.
 
 For running the recipe inside the image use the ``cpu_image`` fixture (the image tag) and
-``run_in_image(args, mounts, network="none")``; see "RECIPE IN THE CONTAINER" at the end.
+``run_in_image(args, mounts, network="none")``; tests/test_container_recipe.py does (the unit tests
+and the whole recipe in the image, and under ``--sdm apptainer`` through a labelled stand-in).
+It imports ``docker_engine`` and ``cpu_image`` from here; pytest then holds one definition of each
+per module, so both keep their result in ``_state``: the engine starts and the image is built once
+per session, by whichever module asks first, and only that one stops the engine.
 """
 
 from __future__ import annotations
@@ -34,12 +38,15 @@ BUILD = REPO / "containers" / "build.sh"
 CPU_TAG = os.environ.get("XTUNER_RECIPE_CPU_IMAGE", "xtuner-recipe:cpu")
 DATA_ROOT = Path(os.environ.get("XTUNER_RECIPE_DOCKER_DATA_ROOT", REPO / ".scratch" / "docker" / "data"))
 TIMINGS_FILE = REPO / ".scratch" / "container-timings.json"
-IMPORTS = "xtuner, torch, transformers, peft, mmengine, deepspeed, snakemake, xtuner_recipe"
+# mmengine.runner imports cv2 (opencv-python), which needs X11/GL libraries the image must carry:
+# without them `import xtuner` works but every `xtuner train` fails (libxcb.so.1 missing).
+IMPORTS = ("xtuner, torch, transformers, peft, mmengine, deepspeed, snakemake, xtuner_recipe, "
+           "cv2, mmengine.runner")
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 # Set by the session fixtures; run_in_image() reads them.
-_state: dict = {"env": None, "image": None}
+_state: dict = {"env": None, "image": None, "engine": None}
 TIMINGS: dict[str, float] = {}
 
 
@@ -68,22 +75,28 @@ def docker_engine():
     """A private dockerd for the session; its image store persists in DATA_ROOT."""
     if os.geteuid() != 0:
         pytest.skip("the private Docker engine needs root")
+    if _state["engine"] is not None:  # started by the other module's copy of this fixture
+        yield _state["engine"]
+        return
     engine = DockerEngine(DATA_ROOT)
     try:
         engine.start()
     except EngineError as e:
         pytest.fail(f"could not start dockerd: {e}")
-    _state["env"] = engine.environ()
+    _state["env"], _state["engine"] = engine.environ(), engine
     try:
         yield engine
     finally:
-        _state["env"] = None
+        _state["env"] = _state["engine"] = _state["image"] = None
         engine.stop()
 
 
 @pytest.fixture(scope="session")
 def cpu_image(docker_engine) -> str:
     """The tag of the CPU image, built (or found in the cache) for this session."""
+    if _state["image"] is not None:  # built by the other module's copy of this fixture
+        return _state["image"]
+    _state["head"] = _head()  # what build.sh writes into the revision label
     TIMINGS["base_s"] = _build("base")
     TIMINGS["wheelhouse_s"] = _build("wheelhouse")
     TIMINGS["cpu_image_s"] = _build("cpu", "--tag", CPU_TAG)
@@ -131,6 +144,11 @@ def run_in_image(args, mounts=(), network: str = "none", *, image: str | None = 
         raise AssertionError(f"`{shlex.join(argv)}` exited {proc.returncode} in {image}:\n"
                              f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
     return proc
+
+
+def _head() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def _inspect(image: str) -> dict:
@@ -201,8 +219,8 @@ def test_oci_labels(cpu_image):
     labels = _inspect(cpu_image)["Config"]["Labels"]
     version = re.search(r'^version\s*=\s*"(.+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
     assert labels["org.opencontainers.image.version"] == version
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    assert labels["org.opencontainers.image.revision"].split("-")[0] == head
+    # HEAD when the session built the image (a commit during a long session moves HEAD on)
+    assert labels["org.opencontainers.image.revision"].split("-")[0] == _state.get("head", _head())
     assert labels["org.opencontainers.image.source"]
     assert labels["org.opencontainers.image.title"]
     assert labels["org.opencontainers.image.base.name"]
@@ -250,9 +268,14 @@ def test_snakemake_rule_runs_in_image(cpu_image, tmp_path):
 
 def test_rebuild_is_cached(cpu_image):
     """A second build with nothing changed reuses every layer (the CI keeps DATA_ROOT)."""
-    before = _inspect(cpu_image)["Id"]
+    before = _inspect(cpu_image)
     TIMINGS["cpu_image_cached_s"] = _build("cpu", "--tag", CPU_TAG)
-    assert _inspect(cpu_image)["Id"] == before
+    after = _inspect(cpu_image)
+    # Every file-system layer is the cached one. The ID also covers the revision label, so it is
+    # only compared when no commit landed since the session built the image.
+    assert after["RootFS"]["Layers"] == before["RootFS"]["Layers"]
+    if _head() == _state.get("head"):
+        assert after["Id"] == before["Id"]
     TIMINGS_FILE.write_text(json.dumps(TIMINGS, indent=2) + "\n")
 
 
@@ -305,9 +328,6 @@ def test_engine_stops_what_it_started(tmp_path):
 
 
 # ---- RECIPE IN THE CONTAINER -------------------------------------------------------------------
-# The lead's end-to-end run of the recipe inside the image goes here, e.g.:
-#
-# def test_recipe_runs_in_container(cpu_image, tmp_path):
-#     work = tmp_path / "work"; work.mkdir(); os.chown(work, 1000, 1000)
-#     run_in_image(["snakemake", "--cores", "2", "-s", "/recipe/Snakefile", "--directory", "/work"],
-#                  mounts=[(REPO, "/recipe", "ro"), (work, "/work")], network="none")
+# tests/test_container_recipe.py: the unit tests and the whole recipe inside the image (network
+# off, non-root, repository read-only), compared with a host run, and the recipe under
+# `--sdm apptainer` through the bubblewrap STAND-IN containers/apptainer-standin/apptainer.

@@ -1,0 +1,282 @@
+"""The recipe inside the CPU image, for real, and under `--sdm apptainer` through a STAND-IN.
+
+Run: ``python -m pytest tests/test_container_image.py tests/test_container_recipe.py -m container -v -s``
+(as root; markers ``container`` and ``slow``). The image comes from test_container_image.py's
+session fixtures (one private dockerd, one build per session).
+
+1. Inside the image (``docker run --network none``, the image's non-root user, the repository
+   bind-mounted read-only at /recipe, a writable scratch folder): the project's fast unit tests
+   (``xtuner-recipe:cpu-test`` = the CPU image + pytest, containers/cpu-test.Dockerfile), then the
+   whole recipe on the tiny model with the repository's Snakefile and profiles/local. This is the
+   container-only CI path.
+2. On the host: the same overrides (same run_name, the same RELATIVE results_dir, so the patched
+   config holds the same relative paths) with conftest's ``snakemake()``.
+3. assistant.json and config/xtuner_config.py are byte-identical; both reports show the identity
+   learned (training prompts: merged >= 0.9, base <= 0.1); the loss curves agree.
+4. Apptainer STAND-IN (Apptainer cannot be installed here): ``snakemake --sdm apptainer`` with
+   ``container.image`` set to a sandbox folder exported from the image (``containers/build.sh
+   sandbox``) and containers/apptainer-standin/apptainer (bubblewrap, labelled NOT Apptainer)
+   first on PATH. A poisoned host ``python`` proves that no rule ran on the host; the stand-in's
+   own log shows every job's shell command went through it.
+
+Times go to the terminal (-s) and to .scratch/container-timings.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import read_json, snakemake  # noqa: E402
+from docker_engine import ensure_installed  # noqa: E402
+from test_container_image import (  # noqa: E402,F401  (the session fixtures are shared)
+    REPO, TIMINGS, TIMINGS_FILE, _build, cpu_image, docker_engine, run_in_image)
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+TEST_TAG = os.environ.get("XTUNER_RECIPE_CPU_TEST_IMAGE", "xtuner-recipe:cpu-test")
+SANDBOX = Path(os.environ.get("XTUNER_RECIPE_SANDBOX_DIR",
+                              REPO / ".scratch" / "apptainer" / "xtuner-recipe-cpu.sandbox"))
+STANDIN = REPO / "containers" / "apptainer-standin"
+RUN = "container-e2e"
+# results_dir relative to the working directory: the patched config then holds the same paths
+# wherever the run happens (host folder, /work in the container).
+OVERRIDES = {"run_name": RUN, "results_dir": "results"}
+# rule -> what its shell command runs (rules/*.smk)
+RULE_COMMANDS = {
+    "base_model": "xtuner_recipe.tiny_model", "data": "xtuner_recipe.assistant_data",
+    "xtuner_config": "xtuner_recipe.xtuner_config", "train": "xtuner_recipe.train",
+    "hf_adapter": "xtuner_recipe.convert adapter", "merge": "xtuner_recipe.convert merge",
+    "evaluate": "xtuner_recipe.evaluate", "report": "xtuner_recipe.report",
+}
+COMPARED = ["data/assistant.json", "config/xtuner_config.py", "config/plan.json"]
+
+
+def _record(key: str, value: float) -> None:
+    TIMINGS[key] = round(value, 1) if isinstance(value, float) else value
+    print(f"\n[timing] {key} = {TIMINGS[key]}")
+    TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    TIMINGS_FILE.write_text(json.dumps(TIMINGS, indent=2) + "\n")
+
+
+def _writable_scratch(path: Path) -> Path:
+    """A folder the image's user (uid 1000) can write, for a bind mount."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, 1000, 1000)
+    return path
+
+
+def _write_overrides(workdir: Path, overrides: dict) -> Path:
+    # exactly what conftest.snakemake() writes for the host run
+    configfile = workdir / "config.override.yaml"
+    configfile.write_text(yaml.safe_dump(overrides, allow_unicode=True), encoding="utf-8")
+    return configfile
+
+
+def _identity(run_dir: Path) -> dict:
+    return read_json(run_dir / "report" / "report.json")["identity_scores"]
+
+
+def _assert_taught(run_dir: Path, where: str) -> dict:
+    scores = _identity(run_dir)
+    assert scores["training"]["merged"] >= 0.9, (where, scores)
+    assert scores["training"]["base"] <= 0.1, (where, scores)
+    return scores
+
+
+def _assert_same_artifacts(run_dir: Path, host_dir: Path, where: str) -> None:
+    for rel in COMPARED:
+        a, b = (run_dir / rel).read_bytes(), (host_dir / rel).read_bytes()
+        assert a == b, f"{rel} differs between {where} and the host run"
+    ours = [p["loss"] for p in read_json(run_dir / "report" / "report.json")["loss_curve"]]
+    host = [p["loss"] for p in read_json(host_dir / "report" / "report.json")["loss_curve"]]
+    assert len(ours) == len(host) and all(abs(x - y) <= 1e-3 * max(1.0, abs(y))
+                                          for x, y in zip(ours, host)), (where, ours, host)
+    same = {rel: (run_dir / rel).read_bytes() == (host_dir / rel).read_bytes()
+            for rel in ("hf_adapter/adapter_model.safetensors", "merged/model.safetensors")}
+    print(f"\n{where} vs host: {', '.join(COMPARED)} byte-identical; loss curves agree; "
+          f"weights byte-identical: {same}; identity {where} {_identity(run_dir)} "
+          f"host {_identity(host_dir)}")
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def test_image(cpu_image) -> str:
+    """xtuner-recipe:cpu-test: the CPU image plus pytest (a small layer on top)."""
+    _record("cpu_test_image_s", _build("cpu-test", "--base", cpu_image, "--tag", TEST_TAG))
+    return TEST_TAG
+
+
+@pytest.fixture(scope="module")
+def host_run(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("host-run")
+    t0 = time.monotonic()
+    result = snakemake(work, OVERRIDES)
+    assert result.returncode == 0, result.stderr[-5000:]
+    _record("recipe_host_s", time.monotonic() - t0)
+    return work / "results" / RUN
+
+
+@pytest.fixture(scope="module")
+def container_run(cpu_image, tmp_path_factory) -> Path:
+    work = _writable_scratch(tmp_path_factory.mktemp("container-run"))
+    _write_overrides(work, OVERRIDES)
+    t0 = time.monotonic()
+    run_in_image(["snakemake", "--snakefile", "/recipe/Snakefile", "--directory", "/work",
+                  "--configfile", "/work/config.override.yaml", "--profile", "/recipe/profiles/local"],
+                 mounts=[(REPO, "/recipe", "ro"), (work, "/work")], network="none",
+                 env={"PYTHONDONTWRITEBYTECODE": "1"}, timeout=3600)
+    _record("recipe_in_docker_s", time.monotonic() - t0)
+    return work / "results" / RUN
+
+
+@pytest.fixture(scope="module")
+def sandbox(cpu_image) -> Path:
+    """The image as an Apptainer-style sandbox folder (docker export; cached by image ID)."""
+    ensure_installed(("bwrap",))
+    _record("sandbox_export_s", _build("sandbox", "--tag", cpu_image, str(SANDBOX)))
+    return SANDBOX
+
+
+# ---- 1. inside the image -------------------------------------------------------------------------
+
+def test_unit_tests_pass_inside_the_image(test_image, tmp_path):
+    """The fast unit tests, non-root, network off, repository read-only: nothing needs more."""
+    scratch = _writable_scratch(tmp_path / "scratch")
+    t0 = time.monotonic()
+    proc = run_in_image(["python", "-m", "pytest", "-m", "not slow", "-q", "-p", "no:cacheprovider",
+                         "-rfEs", "--basetemp", "/scratch/pytest"],
+                        mounts=[(REPO, "/recipe", "ro"), (scratch, "/scratch")], network="none",
+                        image=test_image, workdir="/recipe", env={"TMPDIR": "/scratch"},
+                        check=False, timeout=1800)
+    _record("unit_tests_in_image_s", time.monotonic() - t0)
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    print(f"\nunit tests in {test_image}: {summary}")
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert re.search(r"\d+ passed", summary) and "failed" not in summary and "error" not in summary
+
+
+def test_recipe_in_image_matches_the_host_run(container_run, host_run):
+    for rel in ("report/report.md", "report/loss_curve.png", "merged/config.json",
+                "train/final_checkpoint.json"):
+        assert (container_run / rel).is_file(), rel
+    _assert_taught(container_run, "container")
+    _assert_taught(host_run, "host")
+    _assert_same_artifacts(container_run, host_run, "container")
+    # the container's user wrote the results (no root inside)
+    assert (container_run / "report" / "report.json").stat().st_uid == 1000
+    # relative results_dir: the patched config names no absolute path of either machine
+    text = (container_run / "config" / "xtuner_config.py").read_text()
+    assert "/work/" not in text and str(REPO) not in text and "results/base_model" in text
+
+
+# ---- 2. Snakemake's container wiring without --sdm ------------------------------------------------
+
+def test_plain_runs_ignore_the_container_directive(tmp_path):
+    """Without --sdm apptainer the `container:` directive is inert: a dry run needs no apptainer."""
+    env = {"PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                   if not (Path(p) / "apptainer").exists())}
+    plain = snakemake(tmp_path / "plain", OVERRIDES, "-n", env=env)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert "singularity" not in (plain.stdout + plain.stderr).lower()
+    if shutil.which("apptainer", path=env["PATH"]) or shutil.which("singularity", path=env["PATH"]):
+        pytest.skip("a real apptainer/singularity is installed")
+    sdm = snakemake(tmp_path / "sdm", OVERRIDES, "-n", "--sdm", "apptainer", env=env)
+    assert sdm.returncode != 0
+    assert "apptainer or singularity command has to be available" in sdm.stdout + sdm.stderr
+
+
+# ---- 3. --sdm apptainer through the STAND-IN ------------------------------------------------------
+
+def _standin_env(tmp_path: Path, log: Path) -> dict:
+    """PATH: a poisoned host `python` first (any rule that runs on the host fails with 97), then the
+    stand-in `apptainer`, then the venv (Snakemake itself starts from sys.executable)."""
+    poison = tmp_path / "poison"
+    poison.mkdir()
+    (poison / "python").write_text('#!/bin/sh\necho "host python called: $0 $*" >&2\nexit 97\n')
+    (poison / "python").chmod(0o755)
+    path = os.pathsep.join([str(poison), str(STANDIN), str(Path(sys.executable).parent),
+                            os.environ["PATH"]])
+    return {"PATH": path, "APPTAINER_STANDIN_LOG": str(log)}
+
+
+def _standin_exec(args: list[str], env: dict, **kw):
+    return subprocess.run([str(STANDIN / "apptainer"), *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_standin_imitates_apptainer_exec(sandbox, tmp_path):
+    """What the stand-in guarantees (so the recipe test below means something)."""
+    log = tmp_path / "standin.jsonl"
+    env = {**_standin_env(tmp_path, log), "SINGULARITYENV_FROM_PREFIX": "yes",
+           "HF_HUB_OFFLINE": "0", "HOST_ONLY_VAR": "host"}
+    assert _standin_exec(["--version"], env).stdout.strip().startswith("apptainer version 1.")
+    home, data = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+    data.mkdir()
+    (data / "f.txt").write_text("bound\n")
+    script = ("set -e; id -u; echo $HOME; pwd; command -v python; echo $FROM_PREFIX $HF_HUB_OFFLINE "
+              "$HOST_ONLY_VAR $APPTAINER_NAME; cat /data/f.txt; touch $HOME/w; "
+              "touch /opt/x 2>/dev/null && echo image-writable || echo image-read-only; "
+              "touch /data/x 2>/dev/null && echo bind-writable || echo bind-read-only; "
+              ". /etc/os-release; echo $ID; python -c 'import socket\ntry:\n socket.create_connection((\"1.1.1.1\", 53), 2)"
+              "\n print(\"online\")\nexcept OSError:\n print(\"offline\")'")
+    proc = _standin_exec(["exec", "--home", str(home), "--bind", f"{data}:/data:ro", "--net",
+                          "--network", "none", str(sandbox), "bash", "-c", script], env, cwd=home)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert lines == [str(os.getuid()), str(home), str(home), "/opt/venv/bin/python",
+                     f"yes 1 host {sandbox.name}", "bound", "image-read-only", "bind-read-only",
+                     "debian", "offline", ""], proc.stdout
+    assert (home / "w").is_file()
+    # refused, not faked: a .sif file or a remote image needs the real Apptainer
+    for image in ("docker://xtuner-recipe:cpu", str(tmp_path / "x.sif")):
+        assert _standin_exec(["exec", image, "true"], env).returncode == 255
+    assert json.loads(log.read_text().splitlines()[0])["network"] == "none"
+
+
+def test_recipe_under_sdm_apptainer_standin(sandbox, host_run, tmp_path_factory):
+    """snakemake --sdm apptainer with container.image = the sandbox: every job through the stand-in."""
+    work = tmp_path_factory.mktemp("standin-run")
+    log = work.parent / f"{work.name}-standin.jsonl"
+    pathdir = tmp_path_factory.mktemp("standin-path")
+    env = _standin_env(pathdir, log)
+    overrides = {**OVERRIDES, "container": {"image": str(sandbox)}}
+    t0 = time.monotonic()
+    result = snakemake(work, overrides, "--sdm", "apptainer", "--apptainer-args",
+                       "--net --network none", env=env)
+    _record("recipe_via_standin_s", time.monotonic() - t0)
+    assert result.returncode == 0, result.stderr[-6000:]
+    output = result.stdout + result.stderr
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    # every job except `all` ran through the stand-in, with the sandbox, offline, successfully
+    jobs = re.findall(r"^(?:local)?rule (\w+):", output, re.M)
+    ran = sorted(j for j in jobs if j != "all")
+    assert ran == sorted(RULE_COMMANDS), ran
+    assert len(records) == len(ran), [r["command_line"][:80] for r in records]
+    assert all(r["image"] == str(sandbox) and r["network"] == "none" and r["returncode"] == 0
+               and r["command"][:2] == ["bash", "-c"] for r in records), records
+    shell_commands = [c for c in re.findall(r"^Shell command: (.+)$", output, re.M)
+                      if c.strip() != "None"]  # the `all` rule has none
+    assert len(shell_commands) == len(ran)
+    for cmd in shell_commands:
+        assert sum(cmd.strip() in r["command"][2] for r in records) == 1, cmd
+    for rule, marker in RULE_COMMANDS.items():
+        assert sum(f"python -m {marker} " in r["command"][2] for r in records) == 1, rule
+    assert "Activating singularity image" in output
+    run_dir = work / "results" / RUN
+    _assert_taught(run_dir, "stand-in")
+    _assert_same_artifacts(run_dir, host_run, "stand-in")
+    print(f"\nstand-in jobs: {[(r['command'][2].split('python -m ')[1].split()[0], r['seconds']) for r in records]}")
