@@ -10,15 +10,7 @@ ITERS=${1:-60}
 OUT=${OUT:-bench/out}
 MODEL=/tmp/internlm2-1_8b-random
 RESULTS=/tmp/xtuner-recipe-scaling
-mkdir -p "$OUT"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-if ! command -v python >/dev/null; then
-  mkdir -p /tmp/pybin && ln -sf "$(command -v python3)" /tmp/pybin/python && export PATH=/tmp/pybin:$PATH
-fi
-python3 -c "import xtuner" 2>/dev/null || bash bench/gpu_install.sh > "$OUT/install.log" 2>&1
-[ -d "$MODEL" ] || python3 -m xtuner_recipe.tiny_model --out "$MODEL" --device cuda --dtype bfloat16 \
-  --shape '{"vocab_size": 92544, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
-            "num_attention_heads": 16, "num_key_value_heads": 8, "max_position_embeddings": 32768}'
+source bench/gpu_setup.sh "$MODEL"
 GPUS=$(nvidia-smi -L | wc -l)
 GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 for n in 1 2 4; do

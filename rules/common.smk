@@ -39,7 +39,7 @@ def _validated(config):
         settings.check_model_path(config)
         settings.check_base_config(config["xtuner"]["base_config"])
         settings.check_prompt_template(config["xtuner"]["prompt_template"])
-        settings.deepspeed_source(config["train"]["deepspeed"])
+        deepspeed = settings.deepspeed_source(config["train"]["deepspeed"])
         device = settings.resolve_device(config["train"]["device"])
         train = settings.train_settings(config, device)
         if config["assistant"].get("dataset"):
@@ -47,11 +47,11 @@ def _validated(config):
             assistant_data.check_records(assistant_data.read_records(source), source)
     except (settings.ConfigError, assistant_data.DatasetError) as error:
         raise WorkflowError(str(error)) from None
-    return device, train
+    return device, train, deepspeed
 
 
 _with_defaults(config)
-DEVICE, TRAIN = _validated(config)
+DEVICE, TRAIN, DEEPSPEED_SOURCE = _validated(config)
 NPROC = settings.resolve_nproc(config["train"])
 LAUNCHER = settings.resolve_launcher(config["train"], NPROC)
 RUN = settings.run_name(config)

@@ -2,7 +2,6 @@
 # original, the plan it was made from, and the DeepSpeed JSON when DeepSpeed is on.
 from xtuner_recipe import xtuner_config
 
-DEEPSPEED_SOURCE = settings.deepspeed_source(config["train"]["deepspeed"])
 DEEPSPEED_JSON = f"{RUN_DIR}/config/deepspeed.json" if DEEPSPEED_SOURCE else None
 
 
