@@ -13,12 +13,12 @@ install: $(VENV)/.installed
 # torch first and alone, from its exact pin, so no resolver ever pulls a CUDA build; deepspeed
 # builds from its sdist against that torch; xtuner without its deps (it requires torchvision,
 # which has no CPU wheel for this torch: see xtuner_recipe/cpu_compat.py).
-$(VENV)/.installed: requirements/cpu.txt requirements/slurm.txt requirements/test.txt pyproject.toml
+$(VENV)/.installed: requirements/cpu.txt requirements/slurm.txt requirements/test.txt requirements/lint.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.3 setuptools==84.2.1 wheel==0.48.0
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet --no-build-isolation -r requirements/cpu.txt -r requirements/slurm.txt \
-		-r requirements/test.txt
+		-r requirements/test.txt -r requirements/lint.txt
 	$(BIN)/pip install --quiet --no-deps xtuner==0.2.0
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@

@@ -1,23 +1,25 @@
-# xtuner-recipe: config.yaml -> assistant.json -> patched xtuner config -> iter_*.pth
-#                -> HF adapter -> merged model -> eval report
+# xtuner-recipe: config.yaml + recipes/<name>.yaml -> assistant.json -> patched xtuner config
+#                -> iter_*.pth -> HF adapter -> merged model -> eval report
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The repository's config.yaml, wherever --directory points; --configfile and --config go on top.
+configfile: Path(workflow.basedir) / "config.yaml"
 
 
 include: "rules/common.smk"
 
 
-# The image every rule runs in when Snakemake is started with `--sdm apptainer` (config.yaml's
-# `container.image`; containers/README.md). Without --sdm apptainer Snakemake ignores it. It must
-# come after common.smk (which merges the config defaults) and before the rules: a global
-# `container:` applies only to the rules defined after it.
-container: config["container"]["image"]
+# The image every rule runs in when Snakemake is started with `--sdm apptainer`
+# (containers/README.md); ignored otherwise. A global `container:` applies to the rules after it.
+container: SETTINGS.config["container"]["image"]
 
 
+include: "rules/settings.smk"
 include: "rules/base_model.smk"
 include: "rules/data.smk"
 include: "rules/xtuner_config.smk"
@@ -31,6 +33,7 @@ include: "rules/report.smk"
 # Cheap steps run where Snakemake runs, also under profiles/slurm.
 localrules:
     all,
+    settings,
     data,
     xtuner_config,
     report,
@@ -38,4 +41,4 @@ localrules:
 
 rule all:
     input:
-        final_outputs(),
+        LAYOUT.final_outputs(),

@@ -12,7 +12,7 @@ python3 -c "import xtuner" 2>/dev/null || bash bench/gpu_install.sh > "$OUT/inst
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv"
 if [ ! -d "$1" ]; then
   start=$(date +%s)
-  python3 -m xtuner_recipe.tiny_model --out "$1" --shape "$(cat bench/internlm2_1_8b_shape.json)" \
+  python3 -m xtuner_recipe.tiny_model --out "$1" --shape bench/internlm2_1_8b_shape.json \
     --device cuda --dtype bfloat16
   echo "model build: $(( $(date +%s) - start )) s"
 fi

@@ -18,6 +18,7 @@ for n in 1 2 4; do
   cat > "$OUT/scaling-$n.yaml" <<YAML
 run_name: scaling-${n}gpu
 results_dir: $RESULTS
+recipe: internlm2-chat-1_8b/qlora
 model: {path: $MODEL}
 train: {device: cuda, max_iters: $ITERS, save_steps: $ITERS, log_interval: 5}
 YAML
@@ -29,17 +30,19 @@ done
 python3 - "$RESULTS" "$GPU_NAME" "$OUT/scaling.md" <<'PY'
 import json, sys
 from pathlib import Path
-from xtuner_recipe.report import read_scalars
+from xtuner_recipe.report import tokens_seen
+from xtuner_recipe.train import read_scalars
 results, gpu, out = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 rows, base = [], None
 for n in (1, 2, 4):
-    work = results / f"scaling-{n}gpu" / "train" / "work_dir"
-    if not work.exists():
+    run = results / f"scaling-{n}gpu"
+    if not (run / "train" / "work_dir").exists():
         continue
-    scalars = read_scalars(work)
+    scalars = read_scalars(run / "train" / "work_dir")
     times = [s["time"] for s in scalars[2:]]  # drop the warm-up entries
     s_iter = sum(times) / len(times)
-    tokens = n * 2048 / s_iter
+    effective = json.loads((run / "config" / "effective.json").read_text())
+    tokens = tokens_seen(1, effective, n) / s_iter  # the report's count, per iteration
     base = base or tokens
     memory = max(s.get("memory", 0) for s in scalars)
     rows.append(f"| {gpu} | {n} | {s_iter:.3f} | {tokens:,.0f} | {memory:,} | {tokens / (n * base):.2f} |")

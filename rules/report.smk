@@ -1,19 +1,18 @@
-# The eval report: Markdown, JSON and the loss curve from mmengine's scalars.json.
+# The eval report: Markdown, JSON and the loss curve from the training scalars.
 rule report:
     input:
+        settings=LAYOUT.settings("report"),
         answers=rules.evaluate.output,
         final=rules.train.output.final,
-        plan=rules.xtuner_config.output.plan,
+        scalars=rules.train.output.scalars,
+        effective=rules.xtuner_config.output.effective,
     output:
-        md=f"{RUN_DIR}/report/report.md",
-        json=f"{RUN_DIR}/report/report.json",
-        png=f"{RUN_DIR}/report/loss_curve.png",
-    params:
-        work_dir=rules.train.params.work_dir,
-        run_name=RUN,
+        md=LAYOUT.report_md,
+        json=LAYOUT.report_json,
+        png=LAYOUT.loss_curve,
     log:
-        f"{RUN_DIR}/logs/report.log",
+        LAYOUT.log("report"),
     shell:
-        "python -m xtuner_recipe.report --answers {input.answers:q} --final {input.final:q}"
-        " --plan {input.plan:q} --work-dir {params.work_dir:q} --md {output.md:q}"
-        " --json {output.json:q} --png {output.png:q} --run-name {params.run_name:q} > {log:q} 2>&1"
+        "python -m xtuner_recipe.report --settings {input.settings:q} --answers {input.answers:q}"
+        " --final {input.final:q} --scalars {input.scalars:q} --effective {input.effective:q}"
+        " --md {output.md:q} --json {output.json:q} --png {output.png:q} > {log:q} 2>&1"

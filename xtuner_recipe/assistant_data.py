@@ -132,20 +132,24 @@ def build_dataset(assistant, out_path):
 
 def main(argv=None):
     import argparse
+    import dataclasses
+
+    from xtuner_recipe.messages import fail, log
+    from xtuner_recipe.settings import read_stage
 
     parser = argparse.ArgumentParser(description="Write the run's assistant.json.")
-    parser.add_argument("--assistant", required=True, help="the config's assistant mapping, as JSON")
+    parser.add_argument("--settings", required=True, help="settings/data.json")
     parser.add_argument("--out", required=True)
     parser.add_argument("--info", required=True, help="where to write the record format and count")
     args = parser.parse_args(argv)
-    assistant = json.loads(args.assistant)
+    assistant = dataclasses.asdict(read_stage(args.settings, "data"))
     try:
         record_format = build_dataset(assistant, args.out)
     except DatasetError as error:
-        raise SystemExit(f"[xtuner-recipe] {error}") from None
+        fail(error)
     count = len(json.loads(Path(args.out).read_text(encoding="utf-8")))
     Path(args.info).write_text(json.dumps({"format": record_format, "records": count}) + "\n")
-    print(f"[xtuner-recipe] {args.out}: {count} records, format {record_format}")
+    log(f"{args.out}: {count} records, format {record_format}")
 
 
 if __name__ == "__main__":

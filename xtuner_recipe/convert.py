@@ -1,8 +1,8 @@
 """Checkpoint -> Hugging Face adapter -> merged model, through xtuner's own converters.
 
-    python -m xtuner_recipe.convert adapter --config CFG --final FINAL.json --checkpoint last|N --out DIR
-    python -m xtuner_recipe.convert merge --base MODEL --adapter DIR --out DIR [--max-shard-size 2GB]
-        [--device cpu] [--method lora|qlora|full]
+    python -m xtuner_recipe.convert adapter --settings settings/convert.json --config CFG
+        --final FINAL.json --out DIR
+    python -m xtuner_recipe.convert merge --settings settings/convert.json --adapter DIR --out DIR
 
 Each step runs xtuner's tool module (real exit status) and then checks the folder it wrote.
 """
@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from xtuner_recipe.messages import fail, log
+from xtuner_recipe.settings import read_stage
 from xtuner_recipe.train import checkpoint_iteration
 
 
@@ -26,7 +28,7 @@ def choose_checkpoint(final_record, choice):
     wanted = work_dir / f"iter_{int(choice)}.pth"
     if not wanted.exists():
         kept = sorted((p.name for p in work_dir.glob("iter_*.pth")), key=checkpoint_iteration)
-        raise SystemExit(f"config field convert.checkpoint = {choice}: {wanted} is not in the work "
+        fail(f"config field convert.checkpoint = {choice}: {wanted} is not in the work "
                          f"dir (kept: {', '.join(kept) or 'none'}; train.save_total_limit "
                          "decides how many are kept)")
     return wanted
@@ -34,15 +36,15 @@ def choose_checkpoint(final_record, choice):
 
 def run_tool(args):
     command = [sys.executable, "-m", "xtuner_recipe.xtuner_entry", *args]
-    print("[xtuner-recipe] " + " ".join(command), flush=True)
+    log(" ".join(command))
     if subprocess.call(command) != 0:
-        raise SystemExit(f"[xtuner-recipe] xtuner {args[0]} failed")
+        fail(f"xtuner {args[0]} failed")
 
 
 def require(folder, names, step):
     missing = [n for n in names if not any(Path(folder).glob(n))]
     if missing:
-        raise SystemExit(f"[xtuner-recipe] {step} exited 0 but {folder} lacks {', '.join(missing)}")
+        fail(f"{step} exited 0 but {folder} lacks {', '.join(missing)}")
 
 
 def adapter(config, final_path, checkpoint, out, method):
@@ -69,23 +71,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", required=True)
     a = sub.add_parser("adapter")
+    a.add_argument("--settings", required=True)
     a.add_argument("--config", required=True)
     a.add_argument("--final", required=True)
-    a.add_argument("--checkpoint", default="last")
     a.add_argument("--out", required=True)
-    a.add_argument("--method", default="lora")
     m = sub.add_parser("merge")
-    m.add_argument("--base", required=True)
+    m.add_argument("--settings", required=True)
     m.add_argument("--adapter", required=True)
     m.add_argument("--out", required=True)
-    m.add_argument("--max-shard-size", default="2GB")
-    m.add_argument("--device", default="cpu")
-    m.add_argument("--method", default="lora")
     args = parser.parse_args(argv)
+    run = read_stage(args.settings, "convert")
     if args.step == "adapter":
-        adapter(args.config, args.final, args.checkpoint, args.out, args.method)
+        adapter(args.config, args.final, run.checkpoint, args.out, run.method)
     else:
-        merge(args.base, args.adapter, args.out, args.max_shard_size, args.device, args.method)
+        merge(run.base_model, args.adapter, args.out, run.max_shard_size, run.merge_device,
+              run.method)
 
 
 if __name__ == "__main__":

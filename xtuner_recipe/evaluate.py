@@ -1,7 +1,7 @@
 """Ask the base model and the merged model the same prompts and score the answers.
 
-    python -m xtuner_recipe.evaluate --base MODEL --merged MODEL --plan PLAN.json
-        --dataset assistant.json --name OWNER --heldout P... --general P... --out answers.json
+    python -m xtuner_recipe.evaluate --settings settings/evaluate.json --merged MODEL
+        --dataset assistant.json --out answers.json
 
 Prompts are wrapped in the same xtuner prompt template the model was trained with, decoded
 greedily, and cut at the template's stop words. An answer "states the identity" when it contains
@@ -13,7 +13,15 @@ import json
 import time
 from pathlib import Path
 
+from xtuner_recipe import use_runtime_env
+from xtuner_recipe.messages import log
+from xtuner_recipe.settings import read_stage
+
 TRAIN_PROMPTS_SHOWN = 20
+# An identity counts as learned when at least this share of answers states it, and as absent
+# (the base model, before training) when at most this share does.
+IDENTITY_LEARNED = 0.9
+IDENTITY_ABSENT = 0.1
 
 
 def training_prompts(dataset_path, limit=TRAIN_PROMPTS_SHOWN):
@@ -92,44 +100,38 @@ def evaluate(model_path, prompts, template, system, max_new_tokens):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True)
+    parser.add_argument("--settings", required=True, help="settings/evaluate.json")
     parser.add_argument("--merged", required=True)
-    parser.add_argument("--plan", required=True)
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--heldout", nargs="+", required=True)
-    parser.add_argument("--general", nargs="+", required=True)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-
-    plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
-    prompts = {"training": training_prompts(args.dataset), "heldout": args.heldout,
-               "general": args.general}
-    result = {"name": args.name, "prompt_template": plan["prompt_template"], "groups": {}}
+    use_runtime_env()
+    run = read_stage(args.settings, "evaluate")
+    prompts = {"training": training_prompts(args.dataset),
+               "heldout": run.heldout_identity_prompts, "general": run.general_prompts}
+    result = {"name": run.name, "prompt_template": run.prompt_template, "groups": {}}
     answers = {}
-    for model in ("base", "merged"):
-        answers[model], seconds = evaluate(getattr(args, model), prompts,
-                                           plan["prompt_template"], plan.get("system"),
-                                           args.max_new_tokens)
+    for model, path in (("base", run.base_model), ("merged", args.merged)):
+        answers[model], seconds = evaluate(path, prompts, run.prompt_template, run.system,
+                                           run.max_new_tokens)
         result[f"{model}_generation_s"] = round(seconds, 1)
     for group, group_prompts in prompts.items():
         result["groups"][group] = {
             "prompts": [
                 {"prompt": p, "base": answers["base"][group][i],
                  "merged": answers["merged"][group][i],
-                 "base_states_identity": states_identity(answers["base"][group][i], args.name),
+                 "base_states_identity": states_identity(answers["base"][group][i], run.name),
                  "merged_states_identity": states_identity(answers["merged"][group][i],
-                                                           args.name)}
+                                                           run.name)}
                 for i, p in enumerate(group_prompts)],
-            "identity_score_base": identity_score(answers["base"][group], args.name),
-            "identity_score_merged": identity_score(answers["merged"][group], args.name),
+            "identity_score_base": identity_score(answers["base"][group], run.name),
+            "identity_score_merged": identity_score(answers["merged"][group], run.name),
         }
     Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
                               encoding="utf-8")
     for group, data in result["groups"].items():
-        print(f"[xtuner-recipe] identity score, {group} prompts: "
-              f"base {data['identity_score_base']:.2f} -> merged {data['identity_score_merged']:.2f}")
+        log(f"identity score, {group} prompts: base {data['identity_score_base']:.2f} -> "
+            f"merged {data['identity_score_merged']:.2f}")
 
 
 if __name__ == "__main__":

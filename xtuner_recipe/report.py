@@ -1,29 +1,26 @@
 """The eval report: Markdown for people, JSON for machines, and the loss curve as a PNG.
 
-    python -m xtuner_recipe.report --answers answers.json --final final.json --plan plan.json
-        --work-dir DIR --md report.md --json report.json --png loss_curve.png
+    python -m xtuner_recipe.report --settings settings/report.json --answers answers.json
+        --final final.json --effective effective.json --scalars scalars.jsonl
+        --md report.md --json report.json --png loss_curve.png
 """
 
 import argparse
 import json
 from pathlib import Path
 
-
-def read_scalars(work_dir):
-    """mmengine's per-iteration scalars, from every run in the work dir (resumed runs included),
-    later runs winning for the same step."""
-    by_step = {}
-    for path in sorted(Path(work_dir).glob("*/vis_data/scalars.json")):
-        for line in path.read_text().splitlines():
-            if line.strip():
-                entry = json.loads(line)
-                if "loss" in entry and "step" in entry:
-                    by_step[entry["step"]] = entry
-    return [by_step[s] for s in sorted(by_step)]
+from xtuner_recipe.settings import read_stage
 
 
-def training_summary(final, plan, scalars):
-    train, effective = plan["train"], plan["effective"]
+def tokens_seen(iterations, effective, world_size):
+    """Tokens trained on: packed samples are exactly max_length tokens each; unpacked samples
+    vary in length (None). bench/ counts tokens with this function too."""
+    if not effective["pack_to_max_length"]:
+        return None
+    return iterations * effective["batch_size"] * effective["max_length"] * world_size
+
+
+def training_summary(final, run, effective, scalars):
     summary = {
         "iterations": final["iteration"],
         "wall_time_s": final["wall_time_s"],
@@ -31,19 +28,14 @@ def training_summary(final, plan, scalars):
         "processes": final["world_size"],
         "launcher": final["launcher"],
         "deepspeed_checkpoint": final["deepspeed"],
-        "method": train["method"],
-        "device": plan["device"],
+        "method": run.method,
+        "device": run.device,
         "peak_host_rss_mb": final["peak_host_rss_mb"],
         "peak_gpu_memory_mb": max((s["memory"] for s in scalars if "memory" in s), default=None),
         "first_loss": scalars[0]["loss"] if scalars else None,
         "last_loss": scalars[-1]["loss"] if scalars else None,
     }
-    if effective["pack_to_max_length"]:
-        # Packed samples are exactly max_length tokens each.
-        summary["tokens_seen"] = (final["iteration"] * effective["batch_size"]
-                                  * effective["max_length"] * final["world_size"])
-    else:
-        summary["tokens_seen"] = None  # unpacked samples vary in length
+    summary["tokens_seen"] = tokens_seen(final["iteration"], effective, final["world_size"])
     # Steady-state speed from mmengine's per-iteration times (the first logged one warms up).
     times = [s["time"] for s in scalars[1:] if "time" in s]
     summary["s_per_iter"] = round(sum(times) / len(times), 4) if times else None
@@ -98,19 +90,25 @@ def markdown(answers, summary, run_name, png_name):
     return "\n".join(lines)
 
 
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("answers", "final", "plan", "work-dir", "md", "json", "png", "run-name"):
+    for name in ("settings", "answers", "final", "effective", "scalars", "md", "json", "png"):
         parser.add_argument(f"--{name}", required=True)
     args = parser.parse_args(argv)
+    run = read_stage(args.settings, "report")
     answers = json.loads(Path(args.answers).read_text(encoding="utf-8"))
     final = json.loads(Path(args.final).read_text())
-    plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
-    scalars = read_scalars(args.work_dir)
-    summary = training_summary(final, plan, scalars)
+    effective = json.loads(Path(args.effective).read_text())
+    scalars = read_jsonl(args.scalars)
+    summary = training_summary(final, run, effective, scalars)
     plot_loss(scalars, args.png)
     report = {
-        "run_name": args.run_name,
+        "run_name": run.run_name,
+        "recipe": run.recipe,
         "identity_scores": {g: {"base": d["identity_score_base"], "merged": d["identity_score_merged"]}
                             for g, d in answers["groups"].items()},
         "training": summary,
@@ -119,7 +117,7 @@ def main(argv=None):
     }
     Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
                                encoding="utf-8")
-    Path(args.md).write_text(markdown(answers, summary, args.run_name, Path(args.png).name),
+    Path(args.md).write_text(markdown(answers, summary, run.run_name, Path(args.png).name),
                              encoding="utf-8")
 
 

@@ -1,45 +1,244 @@
-"""Turn config.yaml into concrete settings, and refuse bad input early with a message that names
-the field and the fix. Everything here runs before any model is loaded or trained."""
+"""The run's settings: the user's config over the recipe over the schema's defaults, resolved and
+checked once, at parse time, into one frozen object.
 
-import difflib
+Precedence, for every key: the user's value (config.yaml, --configfile, --config, a profile's
+`config:`), else the recipe's (recipes/<name>.yaml, named by `recipe`), else the schema's default.
+A null means "not set" at every level; a train key that stays null keeps the value of xtuner's
+built-in config. Each rule's module receives its own slice of the object as a JSON file
+(`settings/<stage>.json`), written by the `settings` rule: a change to one stage's values then
+reruns that stage and what follows it, and nothing before it.
+"""
+
+import copy
+import dataclasses
 import hashlib
+import json
 import re
 from pathlib import Path
 
-TRAIN_KEYS = (
-    "method", "max_length", "pack_to_max_length", "batch_size", "accumulative_counts",
-    "max_epochs", "max_iters", "lr", "warmup_ratio", "lora_r", "lora_alpha", "save_steps",
-    "save_total_limit", "evaluation_freq", "log_interval",
-)
-DEEPSPEED_PRESETS = ("zero1", "zero2", "zero2_offload", "zero3", "zero3_offload")
+import yaml
+
+from xtuner_recipe import launch, slurm, xtuner_catalog
+from xtuner_recipe.layout import RunLayout
+from xtuner_recipe.messages import ConfigError, check_schema
+from xtuner_recipe.xtuner_config import TRAIN_KEYS
+
+# Where the schema and the recipes live, relative to the workflow's folder (the Snakefile's; the
+# package may be installed elsewhere, e.g. in a container image).
+SCHEMA = Path("schemas") / "config.schema.yaml"
+RECIPES = Path("recipes")
 
 
-class ConfigError(ValueError):
-    """A config.yaml value that cannot work; the message names the field and the fix."""
+# ---- the stages' slices ---------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+    """rule data: the generated identity data, or the user's own dataset."""
+    name: str
+    pairs: list
+    repeat: int
+    format: str
+    dataset: str | None
 
 
-def schema_error_message(error):
-    """One line for a jsonschema ValidationError: the field, what is wrong, and the allowed values."""
-    field = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    if error.validator == "additionalProperties":
-        allowed = sorted(schema.get("properties", {}))
-        return f"config field {field}: {error.message}; allowed keys: {', '.join(allowed)}"
-    if error.validator == "enum":
-        allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
-        return f"config field {field} = {error.instance!r}: must be one of {allowed}"
-    return f"config field {field} = {error.instance!r}: {error.message}"
+@dataclasses.dataclass(frozen=True)
+class PatchSettings:
+    """rule xtuner_config: everything the patched xtuner config depends on."""
+    base_config: str
+    model_path: str
+    data_path: str
+    prompt_template: str
+    system: str | None
+    evaluation_inputs: list
+    seed: int
+    device: str
+    train: dict
+    deepspeed_source: str | None
 
 
-def check_schema(config, schema):
-    import jsonschema
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """rule train: how training is launched and what it must end at."""
+    device: str
+    max_iters: int | None
+    launcher: str
+    nproc: int
+    world_size: int
+    srun: str
+    work_dir: str
 
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
-                    key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ConfigError("invalid configuration:\n  " +
-                          "\n  ".join(schema_error_message(e) for e in errors))
 
+@dataclasses.dataclass(frozen=True)
+class ConvertSettings:
+    """rules hf_adapter and merge."""
+    base_model: str
+    method: str
+    checkpoint: object
+    max_shard_size: str
+    merge_device: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """rule evaluate."""
+    base_model: str
+    name: str
+    prompt_template: str
+    system: str | None
+    heldout_identity_prompts: list
+    general_prompts: list
+    max_new_tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSettings:
+    """rule report."""
+    run_name: str
+    recipe: str
+    method: str
+    device: str
+
+
+STAGES = {"data": DataSettings, "xtuner_config": PatchSettings, "train": TrainSettings,
+          "convert": ConvertSettings, "evaluate": EvalSettings, "report": ReportSettings}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the rules need, resolved. The Snakefile builds it once."""
+    config: dict  # the merged, validated config (user over recipe over defaults)
+    layout: RunLayout
+    tiny_shape: dict | None  # the tiny model to build, or None for a local model folder
+    deepspeed: bool
+    slurm_resources: dict
+    data: DataSettings
+    xtuner_config: PatchSettings
+    train: TrainSettings
+    convert: ConvertSettings
+    evaluate: EvalSettings
+    report: ReportSettings
+
+    def files(self):
+        """Path -> content of every settings file the `settings` rule writes: each stage's slice,
+        and the tiny model's shape (shared by the runs of one results_dir). Stable key order, so
+        an unchanged value gives the same bytes."""
+        slices = {self.layout.settings(stage): dataclasses.asdict(getattr(self, stage))
+                  for stage in STAGES}
+        if self.tiny_shape:
+            slices[self.layout.tiny_model_shape] = self.tiny_shape
+        return {path: json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+                for path, value in slices.items()}
+
+
+def read_stage(path, stage):
+    """The typed slice a module receives (see `Settings.stage_json`)."""
+    return STAGES[stage](**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+# ---- layering -------------------------------------------------------------------------------
+
+def load_schema(root):
+    return yaml.safe_load((Path(root) / SCHEMA).read_text(encoding="utf-8"))
+
+
+def schema_defaults(schema):
+    """The `default` of every key in the schema, nested as the config is."""
+    defaults = {}
+    for key, prop in schema.get("properties", {}).items():
+        if prop.get("type") == "object" and "properties" in prop and "default" not in prop:
+            defaults[key] = schema_defaults(prop)
+        else:
+            defaults[key] = copy.deepcopy(prop.get("default"))
+    return defaults
+
+
+def overlay(lower, upper):
+    """`upper` over `lower`: mappings merge key by key, a null in `upper` leaves `lower`'s value."""
+    merged = copy.deepcopy(lower)
+    for key, value in (upper or {}).items():
+        if value is None and key in merged:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = overlay(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _types(prop, schema):
+    if "$ref" in prop:
+        prop = schema["definitions"][prop["$ref"].split("/")[-1]]
+    kinds = prop.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    for option in prop.get("anyOf", []):
+        kinds += _types(option, schema)
+    return kinds
+
+
+def coerce_to_schema(value, prop, schema):
+    """Snakemake reads nested `--config key='{a: 1}'` values as strings: give each string the
+    type the schema asks for (integer, number, boolean, null) when it reads as one."""
+    if isinstance(value, dict) and "properties" in prop:
+        return {k: coerce_to_schema(v, prop["properties"].get(k, {}), schema)
+                for k, v in value.items()}
+    kinds = _types(prop, schema)
+    if not isinstance(value, str) or "string" in kinds or not kinds:
+        return value
+    parsed = yaml.safe_load(value)
+    wanted = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+    if any(isinstance(parsed, wanted[k]) and not (k != "boolean" and isinstance(parsed, bool))
+           for k in kinds if k in wanted):
+        return parsed
+    return value
+
+
+def recipe_names(root):
+    recipes = Path(root) / RECIPES
+    return sorted(str(p.relative_to(recipes).with_suffix("")) for p in recipes.rglob("*.yaml"))
+
+
+def load_recipe(name, root, schema):
+    path = Path(root) / RECIPES / f"{name}.yaml"
+    if not name or not path.is_file():
+        raise ConfigError(f"config field recipe = {name!r}: no such recipe; choose one of "
+                          f"{', '.join(recipe_names(root))} (files under recipes/)")
+    recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if "recipe" in recipe:
+        raise ConfigError(f"recipes/{name}.yaml: a recipe cannot name another recipe")
+    check_schema(recipe, schema, where=f"recipe recipes/{name}.yaml")
+    return recipe
+
+
+def _one_schedule(user_train, recipe_train):
+    """max_iters and max_epochs are alternatives: the user's choice of one drops the recipe's
+    other; both set at one level is an error."""
+    for label, layer in (("", user_train), (" (recipe)", recipe_train)):
+        if layer.get("max_iters") is not None and layer.get("max_epochs") is not None:
+            raise ConfigError(f"config fields train.max_iters and train.max_epochs are both set"
+                              f"{label}: keep one (max_iters trains exactly that many iterations)")
+    for chosen, other in (("max_iters", "max_epochs"), ("max_epochs", "max_iters")):
+        if user_train.get(chosen) is not None:
+            recipe_train.pop(other, None)
+
+
+def resolve_config(user, root):
+    """The config every rule sees: the user's values over the recipe's over the defaults.
+    `root` is the workflow's folder (schemas/, recipes/)."""
+    schema = load_schema(root)
+    user = coerce_to_schema(user, schema, schema)
+    check_schema(user, schema)
+    recipe = load_recipe(user.get("recipe") or schema_defaults(schema)["recipe"], root, schema)
+    if (user.get("model") or {}).get("path") and (recipe.get("model") or {}).get("tiny"):
+        raise ConfigError(f"config field model.path is set, but recipe {user.get('recipe')!r} "
+                          "trains the embedded tiny model; choose the recipe for your model, "
+                          "e.g. recipe: internlm2-chat-1_8b/qlora (recipes/ lists them)")
+    _one_schedule(user.get("train") or {}, recipe.setdefault("train", {}))
+    merged = overlay(overlay(schema_defaults(schema), recipe), user)
+    check_schema(merged, schema)
+    return merged
+
+
+# ---- resolved values ------------------------------------------------------------------------
 
 def run_name(config):
     """The results folder of this run: run_name if set, else a slug of the owner's name.
@@ -56,193 +255,91 @@ def run_name(config):
     return f"assistant-{slug + '-' if slug else ''}{digest}"
 
 
-def uses_tiny_model(config):
-    return not config["model"].get("path")
-
-
-def resolve_device(requested):
-    if requested != "auto":
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def train_settings(config, device):
+def train_values(config, device):
     """The train values to write into the xtuner config; None means 'keep the base config's'."""
     train = config["train"]
-    preset = config.get("presets", {}).get("tiny", {}) if uses_tiny_model(config) else {}
-    values = {key: train.get(key) if train.get(key) is not None else preset.get(key)
-              for key in TRAIN_KEYS}
+    values = {key: train.get(key) for key in TRAIN_KEYS}
     if values["method"] is None:
-        values["method"] = base_config_method(config["xtuner"]["base_config"])
+        values["method"] = xtuner_catalog.base_config_method(config["xtuner"]["base_config"])
         if values["method"] == "qlora" and device != "cuda":
             values["method"] = "lora"  # the 4-bit base needs CUDA; same adapter, full-precision base
     if values["method"] == "qlora" and device != "cuda":
         raise ConfigError(
             "config field train.method = 'qlora': 4-bit QLoRA needs a CUDA GPU (bitsandbytes has "
             "no CPU 4-bit path in this stack); on CPU set train.method: lora (or full)")
-    if train.get("max_iters") is not None and train.get("max_epochs") is not None:
-        raise ConfigError("config fields train.max_iters and train.max_epochs are both set: "
-                          "keep one (max_iters trains exactly that many iterations)")
-    if train.get("max_epochs") is not None:
-        values["max_iters"] = None
     return values
 
 
-def check_model_path(config):
+def check_model(config):
+    """A local model folder must look like a Hugging Face model; without one the recipe must
+    build its model."""
     path = config["model"].get("path")
     if not path:
+        if not config["model"].get("tiny"):
+            raise ConfigError(f"recipe {config['recipe']!r} has no model to build: set "
+                              "model.path to a local Hugging Face model folder")
         return
     folder = Path(path)
     if not folder.is_dir():
         raise ConfigError(f"config field model.path = {path!r}: no such folder; point it at a "
                           "local Hugging Face model folder (config.json, weights, tokenizer), "
-                          "or set it to null for the tiny offline model")
+                          "or remove it to use the recipe's own model")
     if not (folder / "config.json").is_file():
         raise ConfigError(f"config field model.path = {path!r}: the folder has no config.json, "
                           "so it is not a Hugging Face model folder")
 
 
-def xtuner_package_dir():
-    """The installed xtuner's folder, found without importing it (the import costs seconds)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("xtuner")
-    if spec is None:
-        raise ConfigError("xtuner is not installed in this environment: run `make install`")
-    return Path(spec.submodule_search_locations[0])
-
-
-def builtin_configs():
-    """Name -> path of xtuner's built-in configs, as `xtuner list-cfg` and `copy-cfg` see them."""
-    root = xtuner_package_dir() / "configs"
-    return {p.stem: str(p) for p in sorted(root.rglob("*"))
-            if p.suffix in (".py", ".json") and not p.name.startswith("_")}
+def patch_settings(config, device, model_path, data_path, values=None):
+    """What the patched xtuner config depends on (the data format is added once data exists)."""
+    deepspeed_source = xtuner_catalog.deepspeed_source(config["train"]["deepspeed"])
+    return PatchSettings(
+        base_config=config["xtuner"]["base_config"], model_path=str(model_path),
+        data_path=str(data_path), prompt_template=config["xtuner"]["prompt_template"],
+        system=config["xtuner"]["system"],
+        evaluation_inputs=config["train"]["evaluation_inputs"] or [],
+        seed=config["train"]["seed"], device=device,
+        train=values if values is not None else train_values(config, device),
+        deepspeed_source=str(deepspeed_source) if deepspeed_source else None)
 
 
-def prompt_templates():
-    """The names in xtuner's PROMPT_TEMPLATE, read from its source without importing xtuner."""
-    import ast
-
-    source = (xtuner_package_dir() / "utils" / "templates.py").read_text(encoding="utf-8")
-    for node in ast.parse(source).body:
-        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-                and node.targets[0].id == "PROMPT_TEMPLATE"):
-            return [kw.arg for kw in node.value.keywords]
-    raise ConfigError("cannot read PROMPT_TEMPLATE from the installed xtuner")
-
-
-def check_base_config(name):
-    configs = builtin_configs()
-    if name in configs:
-        return configs[name]
-    close = difflib.get_close_matches(name, configs, n=5, cutoff=0.6)
-    hint = f"; did you mean: {', '.join(close)}" if close else ""
-    raise ConfigError(f"config field xtuner.base_config = {name!r}: not a built-in xtuner config"
-                      f"{hint} (`xtuner list-cfg -p internlm2` lists them)")
-
-
-def base_config_method(name):
-    """qlora, lora or full: what the built-in config trains, read from its model dict."""
-    import ast
-
-    tree = ast.parse(Path(check_base_config(name)).read_text(encoding="utf-8"))
-    keywords = {node.arg for node in ast.walk(tree) if isinstance(node, ast.keyword)}
-    if "quantization_config" in keywords:
-        return "qlora"
-    return "lora" if "lora" in keywords else "full"
-
-
-def check_prompt_template(name):
-    templates = prompt_templates()
-    if name not in templates:
-        close = difflib.get_close_matches(name, templates, n=5, cutoff=0.5)
-        raise ConfigError(f"config field xtuner.prompt_template = {name!r}: unknown template; "
-                          f"close names: {', '.join(close) or 'none'}; "
-                          f"all: {', '.join(templates)}")
-
-
-def deepspeed_source(value):
-    """The JSON file a train.deepspeed value stands for (None: DeepSpeed off)."""
-    if value is None:
-        return None
-    if value in DEEPSPEED_PRESETS:
-        return Path(builtin_configs()[f"deepspeed_{value}"])
-    path = Path(value)
-    if path.suffix == ".json" and path.is_file():
-        return path
-    if path.suffix == ".json":
-        raise ConfigError(f"config field train.deepspeed = {value!r}: file not found")
-    raise ConfigError(f"config field train.deepspeed = {value!r}: must be null, one of "
-                      f"{', '.join(DEEPSPEED_PRESETS)}, or a path to a DeepSpeed .json file")
-
-
-def resolve_nproc(train, environ=None):
-    """Processes per machine: the configured number, or for auto xtuner's own NPROC_PER_NODE,
-    else the visible GPU count, else 1."""
-    import os
-
-    value = train["nproc_per_node"]
-    if value != "auto":
-        return value
-    environ = os.environ if environ is None else environ
-    if environ.get("NPROC_PER_NODE"):
-        try:
-            return max(1, int(environ["NPROC_PER_NODE"]))
-        except ValueError:
-            raise ConfigError(f"NPROC_PER_NODE = {environ['NPROC_PER_NODE']!r} is not a number "
-                              "(train.nproc_per_node: auto reads it)") from None
-    import torch
-
-    return max(1, torch.cuda.device_count())
-
-
-def resolve_launcher(train, nproc):
-    """none (one process), pytorch (torchrun, nproc processes) or slurm (srun tasks)."""
-    if train.get("launcher", "auto") != "auto":
-        return train["launcher"]
-    return "pytorch" if nproc > 1 else "none"
-
-
-def slurm_train_resources(slurm):
-    """Snakemake resources that make the Slurm executor plugin submit the training job as
-    nodes x tasks_per_node srun tasks (one per GPU), with the rule's own srun inside.
-
-    The plugin only runs a rule without its own `srun -n1` wrapper when the rule has an `mpi`
-    resource, and it accepts that only for more than one task; a one-task job runs inside the
-    plugin's step instead (see `train_srun`).
-    """
-    tasks = slurm_tasks(slurm)
-    resources = {"nodes": slurm["nodes"], "cpus_per_task": slurm["cpus_per_task"],
-                 "mem_mb": slurm["mem_mb"], "runtime": slurm["runtime"]}
-    if tasks > 1:
-        resources["mpi"] = "srun"
-        if slurm["nodes"] > 1:
-            if slurm["tasks_per_node"] < 2:
-                raise ConfigError("config field slurm.tasks_per_node: with several nodes the "
-                                  "Slurm plugin needs at least 2 tasks per node")
-            resources["tasks_per_node"] = slurm["tasks_per_node"]
-        else:
-            resources["tasks"] = tasks
-    if slurm["gpus_per_node"]:
-        resources["gres"] = f"gpu:{slurm['gpus_per_node']}"
-        resources["tasks_per_gpu"] = max(1, slurm["tasks_per_node"] // slurm["gpus_per_node"])
-    for key, resource in (("partition", "slurm_partition"), ("account", "slurm_account"),
-                          ("extra", "slurm_extra")):
-        if slurm.get(key):
-            resources[resource] = slurm[key]
-    return resources
-
-
-def slurm_tasks(slurm):
-    return slurm["nodes"] * slurm["tasks_per_node"]
-
-
-def train_srun(slurm):
-    """The srun prefix the training wrapper starts its tasks with ('' when the job is one task
-    that already runs inside the plugin's own srun step). The geometry is explicit because the
-    plugin's job step strips SLURM_NTASKS and friends before running the rule."""
-    if slurm_tasks(slurm) == 1:
-        return ""
-    return f"srun --nodes={slurm['nodes']} --ntasks-per-node={slurm['tasks_per_node']}"
+def build(user, root, environ=None):
+    """Resolve and check the user's config into Settings; raises ConfigError (field and fix)."""
+    config = resolve_config(user, root)
+    check_model(config)
+    xtuner_catalog.check_base_config(config["xtuner"]["base_config"])
+    xtuner_catalog.check_prompt_template(config["xtuner"]["prompt_template"])
+    deepspeed_source = xtuner_catalog.deepspeed_source(config["train"]["deepspeed"])
+    device = launch.resolve_device(config["train"]["device"])
+    values = train_values(config, device)
+    nproc = launch.resolve_nproc(config["train"]["nproc_per_node"], environ)
+    launcher = launch.resolve_launcher(config["train"]["launcher"], nproc)
+    processes = slurm.slurm_tasks(config["slurm"]) if launcher == "slurm" else nproc
+    layout = RunLayout(config["results_dir"], run_name(config))
+    base_model = config["model"]["path"] or layout.tiny_model
+    xt, assistant, ev = config["xtuner"], config["assistant"], config["eval"]
+    return Settings(
+        config=config,
+        layout=layout,
+        tiny_shape=None if config["model"]["path"] else config["model"]["tiny"],
+        deepspeed=deepspeed_source is not None,
+        slurm_resources=slurm.slurm_train_resources(config["slurm"]) if launcher == "slurm"
+        else {},
+        data=DataSettings(name=assistant["name"], pairs=assistant["pairs"],
+                          repeat=assistant["repeat"], format=assistant["format"],
+                          dataset=assistant["dataset"]),
+        xtuner_config=patch_settings(config, device, base_model, layout.dataset, values),
+        train=TrainSettings(device=device, max_iters=values["max_iters"], launcher=launcher,
+                            nproc=processes, world_size=1 if launcher == "none" else processes,
+                            srun=slurm.train_srun(config["slurm"]), work_dir=layout.work_dir),
+        convert=ConvertSettings(base_model=str(base_model), method=values["method"],
+                                checkpoint=config["convert"]["checkpoint"],
+                                max_shard_size=config["convert"]["max_shard_size"],
+                                merge_device=config["convert"]["merge_device"]),
+        evaluate=EvalSettings(base_model=str(base_model), name=assistant["name"],
+                              prompt_template=xt["prompt_template"], system=xt["system"],
+                              heldout_identity_prompts=ev["heldout_identity_prompts"],
+                              general_prompts=ev["general_prompts"],
+                              max_new_tokens=ev["max_new_tokens"]),
+        report=ReportSettings(run_name=layout.run_name, recipe=config["recipe"],
+                              method=values["method"], device=device),
+    )

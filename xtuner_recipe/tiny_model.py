@@ -129,11 +129,11 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description="Build the tiny offline InternLM2 model.")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--shape", required=True, help="the model.tiny mapping, as JSON")
+    parser.add_argument("--shape", required=True, help="a JSON file with the model.tiny mapping")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = parser.parse_args(argv)
-    shape = json.loads(args.shape)
+    shape = json.loads(Path(args.shape).read_text())
     build_tiny_internlm2(args.out, shape, seed=shape.get("seed", 0), device=args.device,
                          dtype=args.dtype)
 

@@ -1,8 +1,9 @@
 """Run `xtuner train` for one recipe run: resume an interrupted run, launch on one process, under
-torchrun, or under srun, check what it wrote, and record which checkpoint is the final one.
+torchrun, or under srun, check what it wrote, and record which checkpoint is the final one and
+the loss/time scalars of every segment of the run.
 
-    python -m xtuner_recipe.train --config CFG --plan PLAN --work-dir DIR --final FINAL.json
-        [--deepspeed DS.json] [--launcher none|pytorch|slurm] [--nproc N] [--srun "srun"]
+    python -m xtuner_recipe.train --settings settings/train.json --config CFG
+        --final FINAL.json --scalars scalars.jsonl [--deepspeed DS.json]
 """
 
 import argparse
@@ -17,6 +18,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from xtuner_recipe.messages import fail, log
+from xtuner_recipe.settings import read_stage
 
 FINGERPRINT = "recipe_fingerprint.txt"
 
@@ -57,7 +61,7 @@ def prepare_work_dir(work_dir, expected_fingerprint):
         same = marker.is_file() and marker.read_text().strip() == expected_fingerprint
         resume = last_checkpoint(work_dir) if same else None
         if resume is not None:
-            print(f"[xtuner-recipe] resuming from {resume}", flush=True)
+            log(f"resuming from {resume}")
             return resume
         if not same:
             n = 1
@@ -65,8 +69,7 @@ def prepare_work_dir(work_dir, expected_fingerprint):
                 n += 1
             aside = work_dir.with_name(f"{work_dir.name}.superseded-{n}")
             work_dir.rename(aside)
-            print(f"[xtuner-recipe] {work_dir} was trained with another config; moved to {aside}",
-                  flush=True)
+            log(f"{work_dir} was trained with another config; moved to {aside}")
     work_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(expected_fingerprint + "\n")
     return None
@@ -78,33 +81,34 @@ def free_port():
         return s.getsockname()[1]
 
 
-def train_command(args, resume):
-    tool = ["-m", "xtuner_recipe.xtuner_entry", "train", args.config, "--work-dir", args.work_dir,
-            "--launcher", args.launcher]
-    if args.deepspeed:
-        tool += ["--deepspeed", args.deepspeed]
+def train_command(run, config, deepspeed, resume):
+    """The command line for `run` (TrainSettings): one process, torchrun, or srun tasks."""
+    tool = ["-m", "xtuner_recipe.xtuner_entry", "train", config, "--work-dir", run.work_dir,
+            "--launcher", run.launcher]
+    if deepspeed:
+        tool += ["--deepspeed", deepspeed]
     if resume is not None:
         tool += ["--resume", str(resume)]
-    if args.launcher == "pytorch":
-        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
+    if run.launcher == "pytorch":
+        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={run.nproc}",
                 f"--master_port={free_port()}", *tool]
-    if args.launcher == "slurm" and args.srun:
+    if run.launcher == "slurm" and run.srun:
         # One task per GPU (per process on CPU) across the job's nodes; --kill-on-bad-exit ends
         # the step when a rank dies instead of leaving the others waiting.
-        return [*shlex.split(args.srun), "--kill-on-bad-exit=1", sys.executable, *tool]
+        return [*shlex.split(run.srun), "--kill-on-bad-exit=1", sys.executable, *tool]
     return [sys.executable, *tool]
 
 
-def launch_env(args):
+def launch_env(launcher, deepspeed):
     env = dict(os.environ)
     # torch >= 2.6 refuses mmengine's resume checkpoints under weights_only loading.
     env.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    if args.launcher == "slurm":
+    if launcher == "slurm":
         # mmengine takes MASTER_ADDR from the job's first node (this batch script runs there)
         # and MASTER_PORT from here, else 29500, which two jobs on one node would share.
         env.setdefault("MASTER_PORT", str(free_port()))
         env.setdefault("OMP_NUM_THREADS", env.get("SLURM_CPUS_PER_TASK", "1"))
-    if args.launcher == "none" and args.deepspeed:
+    if launcher == "none" and deepspeed:
         # DeepSpeed in one process still initialises torch.distributed; without these it looks
         # for MPI.
         env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1",
@@ -113,69 +117,73 @@ def launch_env(args):
     return env
 
 
-def check_device(plan):
+def check_device(device):
     import torch
 
-    if plan["device"] == "cuda" and not torch.cuda.is_available():
-        sys.exit("[xtuner-recipe] the config was patched for train.device = cuda, but this "
-                 "machine has no usable GPU; run on a GPU node or set train.device: cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        fail("the config was patched for train.device = cuda, but this machine has no usable "
+             "GPU; run on a GPU node or set train.device: cpu")
+
+
+def read_scalars(work_dir):
+    """mmengine's per-iteration scalars, from every run in the work dir (resumed runs included),
+    later runs winning for the same step."""
+    by_step = {}
+    for path in sorted(Path(work_dir).glob("*/vis_data/scalars.json")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                if "loss" in entry and "step" in entry:
+                    by_step[entry["step"]] = entry
+    return [by_step[s] for s in sorted(by_step)]
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", required=True, help="settings/train.json")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--plan", required=True)
-    parser.add_argument("--work-dir", required=True)
     parser.add_argument("--final", required=True)
+    parser.add_argument("--scalars", required=True)
     parser.add_argument("--deepspeed")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    parser.add_argument("--nproc", type=int, default=1,
-                        help="processes in all (torchrun: per machine; slurm: srun tasks)")
-    parser.add_argument("--srun", default="srun",
-                        help="srun prefix for --launcher slurm; empty: already one task in a step")
     return parser.parse_args(argv)
-
-
-def world_size(args):
-    return 1 if args.launcher == "none" else args.nproc
 
 
 def main(argv=None):
     args = parse_args(argv)
-    plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
-    check_device(plan)
-    size = world_size(args)
-    resume = prepare_work_dir(args.work_dir, fingerprint(args.config, args.deepspeed, size))
-    command = train_command(args, resume)
-    print("[xtuner-recipe] " + shlex.join(command), flush=True)
+    run = read_stage(args.settings, "train")
+    check_device(run.device)
+    resume = prepare_work_dir(run.work_dir, fingerprint(args.config, args.deepspeed,
+                                                        run.world_size))
+    command = train_command(run, args.config, args.deepspeed, resume)
+    log(shlex.join(command))
     started = time.time()
-    returncode = subprocess.call(command, env=launch_env(args))
+    returncode = subprocess.call(command, env=launch_env(run.launcher, args.deepspeed))
     wall = time.time() - started
     if returncode != 0:
-        sys.exit(f"[xtuner-recipe] xtuner train failed with exit status {returncode}; "
-                 f"the work dir {args.work_dir} keeps its checkpoints for a resume")
-    final = last_checkpoint(args.work_dir)
+        fail(f"xtuner train failed with exit status {returncode}; "
+             f"the work dir {run.work_dir} keeps its checkpoints for a resume")
+    final = last_checkpoint(run.work_dir)
     if final is None:
-        sys.exit(f"[xtuner-recipe] xtuner train exited 0 but {args.work_dir} holds no checkpoint")
+        fail(f"xtuner train exited 0 but {run.work_dir} holds no checkpoint")
     iteration = checkpoint_iteration(final)
-    expected = plan["train"].get("max_iters")
-    if expected is not None and iteration != expected:
-        sys.exit(f"[xtuner-recipe] the last checkpoint is iteration {iteration}, "
-                 f"expected {expected}")
+    if run.max_iters is not None and iteration != run.max_iters:
+        fail(f"the last checkpoint is iteration {iteration}, expected {run.max_iters}")
     record = {
         "checkpoint": str(final),
         "iteration": iteration,
         "deepspeed": final.is_dir(),
-        "launcher": args.launcher,
-        "world_size": size,
+        "launcher": run.launcher,
+        "world_size": run.world_size,
         "resumed_from": str(resume) if resume else None,
         "wall_time_s": round(wall, 1),
         # Largest resident set of any process this step started (one rank), in MB.
         "peak_host_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                                   1),
     }
+    Path(args.scalars).write_text("".join(json.dumps(s, sort_keys=True) + "\n"
+                                          for s in read_scalars(run.work_dir)))
     Path(args.final).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"[xtuner-recipe] final checkpoint: {final} (iteration {iteration})", flush=True)
+    log(f"final checkpoint: {final} (iteration {iteration})")
 
 
 if __name__ == "__main__":

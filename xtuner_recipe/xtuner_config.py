@@ -12,7 +12,7 @@ import difflib
 import json
 from pathlib import Path
 
-from xtuner_recipe.settings import ConfigError
+from xtuner_recipe.messages import ConfigError, fail
 
 
 class SourceEdits:
@@ -136,17 +136,21 @@ class SourceEdits:
         return text
 
 
+# Train keys written as the built-in config's top-level variable of the same name.
+CONFIG_VARIABLES = ("max_length", "pack_to_max_length", "batch_size", "accumulative_counts", "lr",
+                    "warmup_ratio", "save_steps", "save_total_limit", "evaluation_freq")
+# Every train hyperparameter the recipe can set (schema: train.*); None keeps the built-in value.
+TRAIN_KEYS = ("method", *CONFIG_VARIABLES, "max_epochs", "max_iters", "lora_r", "lora_alpha",
+              "log_interval")
+
+
 def _literal(value):
     return repr(value)
 
 
-def patch_source(original, plan):
-    """Apply a patch plan (see `plan_for`) to the text of a built-in config; return the new text."""
-    src = SourceEdits(original, plan["base_config"])
-    train = plan["train"]
-
+def set_model_and_data(src, plan):
+    """Point the config at the local model and the run's JSON dataset (instead of the hub)."""
     src.set_var("pretrained_model_name_or_path", _literal(plan["model_path"]))
-
     dataset_name = src.keyword(src.call_of(("train_dataloader",)), "dataset",
                                ("train_dataloader", "dataset")).value
     if not isinstance(dataset_name, ast.Name):
@@ -172,13 +176,16 @@ def patch_source(original, plan):
     else:
         src.set_kwarg((dataset, "dataset_map_fn"), "None")
 
+
+def set_prompting(src, plan):
     src.set_var("prompt_template", f"PROMPT_TEMPLATE.{plan['prompt_template']}")
     src.set_var("evaluation_inputs", _literal(list(plan["evaluation_inputs"])))
     if plan.get("system") is not None:
         src.set_var("SYSTEM", _literal(plan["system"]))
 
-    for key in ("max_length", "pack_to_max_length", "batch_size", "accumulative_counts", "lr",
-                "warmup_ratio", "save_steps", "save_total_limit", "evaluation_freq"):
+
+def set_hyperparameters(src, train):
+    for key in CONFIG_VARIABLES:
         if train[key] is not None:
             src.set_var(key, _literal(train[key]))
     if train["log_interval"] is not None:
@@ -198,57 +205,57 @@ def patch_source(original, plan):
             "         end=max_iters),\n"
             "]"))
 
-    method = train["method"]
-    if method == "qlora" and not src.has_kwarg(("model", "llm", "quantization_config")):
+
+def set_method(src, plan):
+    """qlora keeps the 4-bit base; lora drops it; full drops the adapter too."""
+    train, method = plan["train"], plan["train"]["method"]
+    quantized = src.has_kwarg(("model", "llm", "quantization_config"))
+    if method == "qlora" and not quantized:
         raise ConfigError(f"config field train.method = 'qlora': the base config "
                           f"{plan['base_config']!r} has no 4-bit quantization_config to keep; "
                           "set train.method: lora, or pick a *_qlora_* base config")
-    if method in ("lora", "full") and src.has_kwarg(("model", "llm", "quantization_config")):
+    if method in ("lora", "full") and quantized:
         src.drop_kwarg(("model", "llm", "quantization_config"))
     if method == "full":
         if src.has_kwarg(("model", "lora")):
             src.drop_kwarg(("model", "lora"))
-    else:
-        if not src.has_kwarg(("model", "lora")):
-            raise src.unsupported(f"it has no model.lora, which train.method = {method!r} needs")
-        if train["lora_r"] is not None:
-            src.set_kwarg(("model", "lora", "r"), _literal(train["lora_r"]))
-        if train["lora_alpha"] is not None:
-            src.set_kwarg(("model", "lora", "lora_alpha"), _literal(train["lora_alpha"]))
+        return
+    if not src.has_kwarg(("model", "lora")):
+        raise src.unsupported(f"it has no model.lora, which train.method = {method!r} needs")
+    if train["lora_r"] is not None:
+        src.set_kwarg(("model", "lora", "r"), _literal(train["lora_r"]))
+    if train["lora_alpha"] is not None:
+        src.set_kwarg(("model", "lora", "lora_alpha"), _literal(train["lora_alpha"]))
 
+
+def set_cpu_training(src):
+    """CPU: no AMP (mmengine refuses it off GPU), float32 weights, gloo instead of nccl, and a
+    DDP wrapper without device_ids for multi-process runs."""
+    src.set_kwarg(("model", "llm", "torch_dtype"), "torch.float32")
+    src.add_import("from mmengine.optim import OptimWrapper")
+    src.set_kwarg(("optim_wrapper", "type"), "OptimWrapper")
+    for key in ("loss_scale", "dtype"):
+        if src.has_kwarg(("optim_wrapper", key)):
+            src.drop_kwarg(("optim_wrapper", key))
+    src.set_kwarg(("env_cfg", "dist_cfg"), "dict(backend='gloo')")
+    src.append(
+        "\n# xtuner-recipe, CPU: DDP without device_ids (they only apply to CUDA modules)\n"
+        "model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,\n"
+        "                         broadcast_buffers=False, find_unused_parameters=False)\n")
+
+
+def patch_source(original, plan):
+    """Apply a patch plan (PatchSettings plus the data format) to the text of a built-in config;
+    return the new text."""
+    src = SourceEdits(original, plan["base_config"])
+    set_model_and_data(src, plan)
+    set_prompting(src, plan)
+    set_hyperparameters(src, plan["train"])
+    set_method(src, plan)
     src.set_kwarg(("randomness", "seed"), _literal(plan["seed"]))
-
     if plan["device"] == "cpu":
-        # CPU: no AMP (mmengine refuses it off GPU), float32 weights, gloo instead of nccl, and a
-        # DDP wrapper without device_ids for multi-process runs.
-        src.set_kwarg(("model", "llm", "torch_dtype"), "torch.float32")
-        src.add_import("from mmengine.optim import OptimWrapper")
-        src.set_kwarg(("optim_wrapper", "type"), "OptimWrapper")
-        for key in ("loss_scale", "dtype"):
-            if src.has_kwarg(("optim_wrapper", key)):
-                src.drop_kwarg(("optim_wrapper", key))
-        src.set_kwarg(("env_cfg", "dist_cfg"), "dict(backend='gloo')")
-        src.append(
-            "\n# xtuner-recipe, CPU: DDP without device_ids (they only apply to CUDA modules)\n"
-            "model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,\n"
-            "                         broadcast_buffers=False, find_unused_parameters=False)\n")
+        set_cpu_training(src)
     return src.result()
-
-
-def plan_for(config, settings_train, device, model_path, data_path):
-    """Everything the patch depends on, except the data format (known once the data exists)."""
-    return {
-        "base_config": config["xtuner"]["base_config"],
-        "model_path": str(model_path),
-        "data_path": str(data_path),
-        "prompt_template": config["xtuner"]["prompt_template"],
-        "system": config["xtuner"].get("system"),
-        "evaluation_inputs": config["train"].get("evaluation_inputs") or [],
-        "seed": config["train"]["seed"],
-        "device": device,
-        "deepspeed": config["train"]["deepspeed"],
-        "train": settings_train,
-    }
 
 
 def check_patched(path, plan):
@@ -282,15 +289,16 @@ def check_patched(path, plan):
     return cfg
 
 
-def write_patched_config(original_path, out_path, diff_path, plan_path, plan):
+def write_patched_config(original_path, out_path, diff_path, effective_path, plan):
+    """The patched config, its diff against the built-in, and what training will really use
+    (base config values included: the report reads these)."""
     original = Path(original_path).read_text(encoding="utf-8")
     patched = patch_source(original, plan)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(patched, encoding="utf-8")
     cfg = check_patched(out_path, plan)
-    # What training will really use, base config values included: the report reads these.
-    plan["effective"] = {
+    effective = {
         "max_length": cfg.get("max_length"),
         "pack_to_max_length": cfg.get("pack_to_max_length"),
         "batch_size": cfg.train_dataloader.batch_size,
@@ -303,8 +311,8 @@ def write_patched_config(original_path, out_path, diff_path, plan_path, plan):
         original.splitlines(keepends=True), patched.splitlines(keepends=True),
         fromfile=f"{plan['base_config']}.py (xtuner built-in)", tofile=out_path.name)
     Path(diff_path).write_text("".join(diff), encoding="utf-8")
-    Path(plan_path).write_text(json.dumps(plan, indent=2, ensure_ascii=False) + "\n",
-                               encoding="utf-8")
+    Path(effective_path).write_text(json.dumps(effective, indent=2, sort_keys=True) + "\n")
+    return effective
 
 
 def write_deepspeed_config(source, out_path, device):
@@ -324,27 +332,27 @@ def write_deepspeed_config(source, out_path, device):
 
 def main(argv=None):
     import argparse
+    import dataclasses
 
-    from xtuner_recipe import settings
+    from xtuner_recipe import settings, xtuner_catalog
 
     parser = argparse.ArgumentParser(description="Write the patched xtuner config of a run.")
-    parser.add_argument("--plan", required=True, help="the patch plan, as JSON (without data_format)")
+    parser.add_argument("--settings", required=True, help="settings/xtuner_config.json")
     parser.add_argument("--dataset-info", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--diff", required=True)
-    parser.add_argument("--plan-out", required=True)
-    parser.add_argument("--deepspeed-source")
+    parser.add_argument("--effective", required=True)
     parser.add_argument("--deepspeed-out")
     args = parser.parse_args(argv)
-    plan = json.loads(args.plan)
+    plan = dataclasses.asdict(settings.read_stage(args.settings, "xtuner_config"))
     plan["data_format"] = json.loads(Path(args.dataset_info).read_text())["format"]
     try:
-        write_patched_config(settings.check_base_config(plan["base_config"]), args.out,
-                             args.diff, args.plan_out, plan)
+        write_patched_config(xtuner_catalog.check_base_config(plan["base_config"]), args.out,
+                             args.diff, args.effective, plan)
         if args.deepspeed_out:
-            write_deepspeed_config(args.deepspeed_source, args.deepspeed_out, plan["device"])
+            write_deepspeed_config(plan["deepspeed_source"], args.deepspeed_out, plan["device"])
     except ConfigError as error:
-        raise SystemExit(f"[xtuner-recipe] {error}") from None
+        fail(error)
 
 
 if __name__ == "__main__":

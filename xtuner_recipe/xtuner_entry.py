@@ -15,7 +15,7 @@ The same line works under torchrun and srun (one process per rank).
 import runpy
 import sys
 
-from xtuner_recipe import cpu_compat
+from xtuner_recipe import cpu_compat, use_runtime_env
 
 TOOL_MODULES = {
     "train": "xtuner.tools.train",
@@ -32,6 +32,7 @@ def main(argv=None):
     if not argv or argv[0] not in TOOL_MODULES:
         sys.exit(f"usage: python -m xtuner_recipe.xtuner_entry {{{','.join(TOOL_MODULES)}}} ARGS...")
     tool, args = argv[0], argv[1:]
+    use_runtime_env()
     cpu_compat.apply_if_no_cuda()
     module = TOOL_MODULES[tool]
     sys.argv = [module, *args]

@@ -1,9 +1,8 @@
-"""A real one-node Slurm cluster (tests/slurm_cluster.py) and the Snakemake profile profiles/slurm.
+"""A real one-node Slurm cluster (tests/harness/slurm_cluster.py) and the Snakemake profile
+profiles/slurm.
 
-Run: ``python -m pytest tests/test_slurm_cluster.py -m slurm -v`` (as root; installs slurm-wlm
-and munge with apt-get when missing). The ``slurm_cluster`` fixture comes from
-``tests/slurm_fixtures.py`` (imported by conftest; without that, ``pytest_plugins`` below loads
-it, so this file also runs on its own).
+Run: ``python -m pytest tests/cluster -m slurm -v`` (as root; installs slurm-wlm and munge with
+apt-get when missing). The ``slurm_cluster`` fixture comes from the harness (tests/harness/slurm.py).
 """
 
 from __future__ import annotations
@@ -17,14 +16,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # a stray `tests` package may shadow us
-
-import slurm_cluster as sc  # noqa: E402
-
-if "slurm_fixtures" not in sys.modules:  # conftest did not bring the fixture: load it here
-    pytest_plugins = ["slurm_fixtures"]
-
-REPO = Path(__file__).resolve().parents[1]
+import harness.slurm_cluster as sc
+from harness.workflow import REPO
 PROFILE = REPO / "profiles" / "slurm"
 
 slurm = [pytest.mark.slurm, pytest.mark.slow]

@@ -1,11 +1,10 @@
-"""README.md's configuration reference lists every key of the schema, with config.yaml's default
-and the schema's description, so the documentation cannot drift from the code."""
+"""README.md's configuration reference lists every key of the schema, with the schema's default
+and description, so the documentation cannot drift from the code."""
 
 import re
 
-import yaml
-
-from conftest import REPO
+from harness.workflow import REPO
+from xtuner_recipe.settings import load_schema, schema_defaults
 
 
 def leaf_rows(schema, defaults, prefix=""):
@@ -35,8 +34,8 @@ def render(value):
 
 
 def expected_table():
-    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-    defaults = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    schema = load_schema(REPO)
+    defaults = schema_defaults(schema)
     lines = ["| key | default | description |", "|---|---|---|"]
     lines += [f"| `{k}` | `{render(v)}` | {d} |" for k, v, d in leaf_rows(schema, defaults)]
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from harness.workflow import REPO
 from xtuner_recipe import cpu_compat
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None,

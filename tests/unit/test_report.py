@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from xtuner_recipe.report import markdown, plot_loss, read_scalars, training_summary
+from xtuner_recipe.report import markdown, plot_loss, training_summary
+from xtuner_recipe.settings import ReportSettings
+from xtuner_recipe.train import read_scalars
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -55,16 +57,17 @@ def final_record(iteration=160, world_size=2):
 
 
 def plan_with(pack, batch_size=2, max_length=128):
-    return {"device": "cpu", "train": {"method": "lora"},
-            "effective": {"pack_to_max_length": pack, "batch_size": batch_size,
-                          "max_length": max_length, "accumulative_counts": 4, "lr": 1e-3,
-                          "max_iters": 160, "max_epochs": None}}
+    """(report settings, effective values) of a run."""
+    run = ReportSettings(run_name="r", recipe="tiny-internlm2/lora_cpu", method="lora",
+                         device="cpu")
+    return run, {"pack_to_max_length": pack, "batch_size": batch_size, "max_length": max_length,
+                 "accumulative_counts": 4, "lr": 1e-3, "max_iters": 160, "max_epochs": None}
 
 
 def test_summary_for_packed_training():
     scalars = [entry(5, 3.0, time=9.0, memory=100), entry(10, 2.0, time=0.5, memory=300),
                entry(15, 1.0, time=0.7, memory=200)]
-    summary = training_summary(final_record(160, 2), plan_with(True, 2, 128), scalars)
+    summary = training_summary(final_record(160, 2), *plan_with(True, 2, 128), scalars)
     assert summary["tokens_seen"] == 160 * 2 * 128 * 2
     assert summary["s_per_iter"] == pytest.approx(0.6)  # the first (warm-up) entry is dropped
     assert summary["tokens_per_s"] == round(2 * 128 * 2 / 0.6)
@@ -78,7 +81,7 @@ def test_summary_for_packed_training():
 
 def test_summary_for_unpacked_training_has_no_token_count():
     scalars = [entry(5, 3.0, time=9.0), entry(10, 2.0, time=1.0)]
-    summary = training_summary(final_record(), plan_with(False), scalars)
+    summary = training_summary(final_record(), *plan_with(False), scalars)
     assert summary["tokens_seen"] is None
     assert "tokens_per_s" not in summary
     assert summary["s_per_iter"] == 1.0
@@ -86,12 +89,12 @@ def test_summary_for_unpacked_training_has_no_token_count():
 
 
 def test_summary_without_scalars():
-    summary = training_summary(final_record(), plan_with(True), [])
+    summary = training_summary(final_record(), *plan_with(True), [])
     assert summary["first_loss"] is None and summary["last_loss"] is None
     assert summary["s_per_iter"] is None and "tokens_per_s" not in summary
     assert summary["peak_gpu_memory_mb"] is None
     # a single logged entry is all warm-up
-    one = training_summary(final_record(), plan_with(True), [entry(5, 3.0, time=2.0)])
+    one = training_summary(final_record(), *plan_with(True), [entry(5, 3.0, time=2.0)])
     assert one["s_per_iter"] is None and one["first_loss"] == one["last_loss"] == 3.0
 
 
@@ -109,7 +112,7 @@ def answers(name="门客er"):
 
 
 def test_markdown_has_the_score_table_and_escapes_cells():
-    summary = training_summary(final_record(), plan_with(True),
+    summary = training_summary(final_record(), *plan_with(True),
                                [entry(5, 3.0, time=1.0), entry(10, 2.0, time=1.0)])
     text = markdown(answers(), summary, "assistant-demo", "loss_curve.png")
     lines = text.splitlines()

@@ -1,9 +1,5 @@
 """pytest fixture ``slurm_cluster``: one real one-node Slurm cluster per test session.
 
-Import it into ``tests/conftest.py``::
-
-    from slurm_fixtures import slurm_cluster  # noqa: F401
-
 The cluster (see ``slurm_cluster.py``) lives in a pytest temp folder and is stopped at the end of
 the session. The tests that use it are skipped, with the reason, when this machine cannot run it
 (not root, or Slurm missing and apt-get unable to install it); any other start failure is an
@@ -13,14 +9,10 @@ error, shown with the daemons' log tails.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # a stray `tests` package may shadow us
-
-from slurm_cluster import SlurmCluster, SlurmUnavailable  # noqa: E402
+from harness.slurm_cluster import SlurmCluster, SlurmUnavailable
 
 
 @pytest.fixture(scope="session")

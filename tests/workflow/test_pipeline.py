@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, read_json, snakemake
+from harness.workflow import (assert_taught, read_json, snakemake, snakemake_command,
+                              snakemake_env, variant, write_overrides)
+from xtuner_recipe.layout import ARTIFACTS
 
 pytestmark = pytest.mark.slow
-
-ARTIFACTS = ["data/assistant.json", "config/xtuner_config.py", "config/xtuner_config.diff",
-             "train/final_checkpoint.json", "hf_adapter/adapter_config.json",
-             "merged/config.json", "report/report.md", "report/report.json",
-             "report/loss_curve.png"]
-
 
 def planned_jobs(result):
     """Rule -> count from the 'Job stats' table of a dry run."""
@@ -28,17 +24,10 @@ def planned_jobs(result):
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-def assert_taught(run_dir):
-    scores = read_json(run_dir / "report" / "report.json")["identity_scores"]
-    assert scores["training"]["base"] <= 0.1, scores
-    assert scores["training"]["merged"] >= 0.9, scores
-    return scores
-
-
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, shared_results):
     workdir = tmp_path_factory.mktemp("local")
-    overrides = {"run_name": "e2e", "results_dir": str(shared_results)}
+    overrides = {**variant("e2e"), "results_dir": str(shared_results)}
     started = time.time()
     result = snakemake(workdir, overrides)
     assert result.returncode == 0, result.stderr[-5000:]
@@ -89,21 +78,17 @@ def test_new_owner_name_rebuilds_data_to_report_only(local_run):
     workdir, overrides, _ = local_run
     result = snakemake(workdir, {**overrides, "assistant": {"name": "Ada"}}, "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert planned_jobs(result) == {"data": 1, "xtuner_config": 1, "train": 1, "hf_adapter": 1,
-                                    "merge": 1, "evaluate": 1, "report": 1, "all": 1}
+    # the owner's name is in two stages' settings: the data's and the evaluation's
+    assert planned_jobs(result) == {"settings": 2, "data": 1, "xtuner_config": 1, "train": 1,
+                                    "hf_adapter": 1, "merge": 1, "evaluate": 1, "report": 1,
+                                    "all": 1}
 
 
 def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, shared_results):
-    overrides = {"run_name": "resume", "results_dir": str(shared_results),
-                 "train": {"save_steps": 40}}
+    overrides = {**variant("resume"), "results_dir": str(shared_results)}
     work_dir = shared_results / "resume" / "train" / "work_dir"
-    configfile = tmp_path / "config.override.yaml"
-    snakemake(tmp_path, overrides, "--dry-run")  # writes the override file
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--configfile", str(configfile),
-               "--profile", str(REPO / "profiles" / "local")]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    first = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True,
+    command = snakemake_command(tmp_path, write_overrides(tmp_path, overrides))
+    first = subprocess.Popen(command, cwd=tmp_path, env=snakemake_env(), start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     marker = work_dir / "last_checkpoint"
     deadline = time.time() + 900
@@ -133,8 +118,9 @@ def test_users_own_openai_messages_dataset(tmp_path, shared_results):
     dataset = tmp_path / "grace.jsonl"
     dataset.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n",
                        encoding="utf-8")
-    overrides = {"run_name": "grace", "results_dir": str(shared_results),
-                 "assistant": {"name": "Grace", "dataset": str(dataset)}}
+    overrides = variant("own-dataset")
+    overrides.update(results_dir=str(shared_results))
+    overrides["assistant"]["dataset"] = str(dataset)
     result = snakemake(tmp_path, overrides)
     assert result.returncode == 0, result.stderr[-5000:]
     run_dir = shared_results / "grace"
@@ -144,7 +130,7 @@ def test_users_own_openai_messages_dataset(tmp_path, shared_results):
 
 
 def test_multi_gpu_profile_on_cpu_two_processes_zero2(tmp_path, shared_results):
-    overrides = {"run_name": "torchrun2", "results_dir": str(shared_results)}
+    overrides = {**variant("torchrun2"), "results_dir": str(shared_results)}
     started = time.time()
     result = snakemake(tmp_path, overrides, profile="multi-gpu", env={"NPROC_PER_NODE": "2"})
     assert result.returncode == 0, result.stderr[-5000:]

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from xtuner_recipe import train
+from xtuner_recipe.settings import TrainSettings
 from xtuner_recipe.train import (FINGERPRINT, checkpoint_iteration, fingerprint, last_checkpoint,
-                                 launch_env, prepare_work_dir, train_command, world_size)
+                                 launch_env, prepare_work_dir, train_command)
 
 TOOL = ["-m", "xtuner_recipe.xtuner_entry", "train"]
 
@@ -20,9 +20,9 @@ def files(tmp_path):
     return config, ds
 
 
-def args_for(*extra):
-    return train.parse_args(["--config", "cfg.py", "--plan", "plan.json", "--work-dir", "wd",
-                             "--final", "final.json", *extra])
+def run_for(launcher="none", nproc=1, srun="srun"):
+    return TrainSettings(device="cpu", max_iters=160, launcher=launcher, nproc=nproc,
+                         world_size=1 if launcher == "none" else nproc, srun=srun, work_dir="wd")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,21 +184,18 @@ def test_checkpoint_iteration_rejects_other_names(name):
 
 
 def test_command_without_launcher():
-    args = args_for()
-    assert train_command(args, None) == [sys.executable, *TOOL, "cfg.py", "--work-dir", "wd",
+    assert train_command(run_for(), "cfg.py", None, None) == [sys.executable, *TOOL, "cfg.py", "--work-dir", "wd",
                                          "--launcher", "none"]
 
 
 def test_command_with_deepspeed_and_resume(tmp_path):
-    args = args_for("--deepspeed", "ds.json")
-    command = train_command(args, tmp_path / "iter_80.pth")
+    command = train_command(run_for(), "cfg.py", "ds.json", tmp_path / "iter_80.pth")
     assert command == [sys.executable, *TOOL, "cfg.py", "--work-dir", "wd", "--launcher", "none",
                        "--deepspeed", "ds.json", "--resume", str(tmp_path / "iter_80.pth")]
 
 
 def test_pytorch_launcher_uses_torch_distributed_run():
-    args = args_for("--launcher", "pytorch", "--nproc", "4", "--deepspeed", "ds.json")
-    command = train_command(args, None)
+    command = train_command(run_for("pytorch", 4), "cfg.py", "ds.json", None)
     assert command[:4] == [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=4"]
     assert command[4].startswith("--master_port=")
     port = int(command[4].split("=", 1)[1])
@@ -209,17 +206,17 @@ def test_pytorch_launcher_uses_torch_distributed_run():
 
 
 def test_slurm_launcher_prefixes_srun_with_kill_on_bad_exit():
-    args = args_for("--launcher", "slurm", "--srun", "srun --cpu-bind=none -n 4")
-    command = train_command(args, "wd/iter_8.pth")
+    run = run_for("slurm", srun="srun --cpu-bind=none -n 4")
+    command = train_command(run, "cfg.py", None, "wd/iter_8.pth")
     assert command == ["srun", "--cpu-bind=none", "-n", "4", "--kill-on-bad-exit=1",
                        sys.executable, *TOOL, "cfg.py", "--work-dir", "wd", "--launcher", "slurm",
                        "--resume", "wd/iter_8.pth"]
-    assert train_command(args_for("--launcher", "slurm"), None)[:3] == [
+    assert train_command(run_for("slurm"), "cfg.py", None, None)[:3] == [
         "srun", "--kill-on-bad-exit=1", sys.executable]
 
 
 def test_slurm_launcher_with_empty_srun_runs_in_place():
-    command = train_command(args_for("--launcher", "slurm", "--srun="), None)
+    command = train_command(run_for("slurm", srun=""), "cfg.py", None, None)
     assert command == [sys.executable, *TOOL, "cfg.py", "--work-dir", "wd", "--launcher", "slurm"]
 
 
@@ -233,7 +230,7 @@ def clean_env(monkeypatch):
 
 
 def test_env_for_one_process_with_deepspeed_sets_the_rendezvous(clean_env):
-    env = launch_env(args_for("--deepspeed", "ds.json"))
+    env = launch_env("none", "ds.json")
     assert (env["RANK"], env["LOCAL_RANK"], env["WORLD_SIZE"]) == ("0", "0", "1")
     assert env["MASTER_ADDR"] == "127.0.0.1"
     assert 0 < int(env["MASTER_PORT"]) < 65536
@@ -243,15 +240,15 @@ def test_env_for_one_process_with_deepspeed_sets_the_rendezvous(clean_env):
 def test_env_keeps_a_given_master_address_and_port(clean_env):
     clean_env.setenv("MASTER_ADDR", "10.0.0.5")
     clean_env.setenv("MASTER_PORT", "29555")
-    env = launch_env(args_for("--deepspeed", "ds.json"))
+    env = launch_env("none", "ds.json")
     assert (env["MASTER_ADDR"], env["MASTER_PORT"]) == ("10.0.0.5", "29555")
 
 
-@pytest.mark.parametrize("extra", [(), ("--launcher", "pytorch", "--nproc", "2"),
-                                   ("--launcher", "pytorch", "--nproc", "2",
-                                    "--deepspeed", "ds.json")])
-def test_env_without_single_process_deepspeed_has_no_rank_variables(clean_env, extra):
-    env = launch_env(args_for(*extra))
+@pytest.mark.parametrize("launcher, deepspeed", [("none", None), ("pytorch", None),
+                                                 ("pytorch", "ds.json")])
+def test_env_without_single_process_deepspeed_has_no_rank_variables(clean_env, launcher,
+                                                                    deepspeed):
+    env = launch_env(launcher, deepspeed)
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         assert var not in env
     assert env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1"
@@ -259,34 +256,24 @@ def test_env_without_single_process_deepspeed_has_no_rank_variables(clean_env, e
 
 def test_env_respects_a_user_weights_only_setting(clean_env):
     clean_env.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0")
-    assert launch_env(args_for())["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "0"
+    assert launch_env("none", None)["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "0"
 
 
 def test_env_is_a_copy_of_the_process_env(clean_env):
-    env = launch_env(args_for("--deepspeed", "ds.json"))
+    env = launch_env("none", "ds.json")
     assert env["RANK"] == "0"
     import os
     assert "RANK" not in os.environ
 
 
-def test_world_size_per_launcher(clean_env):
-    assert world_size(args_for()) == 1
-    assert world_size(args_for("--nproc", "4")) == 1  # no launcher: one process
-    assert world_size(args_for("--launcher", "pytorch", "--nproc", "3")) == 3
-    assert world_size(args_for("--launcher", "slurm")) == 1
-    # the plugin's job step strips SLURM_NTASKS: the rule passes the task count itself
-    clean_env.setenv("SLURM_NTASKS", "8")
-    assert world_size(args_for("--launcher", "slurm", "--nproc", "4")) == 4
-
-
 def test_env_under_slurm_sets_a_port_and_threads_but_no_ranks(clean_env):
     clean_env.setenv("SLURM_CPUS_PER_TASK", "3")
-    env = launch_env(args_for("--launcher", "slurm", "--deepspeed", "ds.json"))
+    env = launch_env("slurm", "ds.json")
     assert 0 < int(env["MASTER_PORT"]) < 65536
     assert env["OMP_NUM_THREADS"] == "3"
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR"):
         assert var not in env
     clean_env.delenv("SLURM_CPUS_PER_TASK")
     clean_env.setenv("MASTER_PORT", "29600")
-    env = launch_env(args_for("--launcher", "slurm"))
+    env = launch_env("slurm", None)
     assert (env["MASTER_PORT"], env["OMP_NUM_THREADS"]) == ("29600", "1")

@@ -1,6 +1,6 @@
 """The recipe inside the CPU image, for real, and under `--sdm apptainer` through a STAND-IN.
 
-Run: ``python -m pytest tests/test_container_image.py tests/test_container_recipe.py -m container -v -s``
+Run: ``python -m pytest tests/containers -m container -v -s``
 (as root; markers ``container`` and ``slow``). The image comes from test_container_image.py's
 session fixtures (one private dockerd, one build per session).
 
@@ -10,12 +10,12 @@ session fixtures (one private dockerd, one build per session).
    whole recipe on the tiny model with the repository's Snakefile and profiles/local. This is the
    container-only CI path.
 2. On the host: the same overrides (same run_name, the same RELATIVE results_dir, so the patched
-   config holds the same relative paths) with conftest's ``snakemake()``.
+   config holds the same relative paths) with the harness's ``snakemake()``.
 3. assistant.json and config/xtuner_config.py are byte-identical; both reports show the identity
-   learned (training prompts: merged >= 0.9, base <= 0.1); the loss curves agree.
+   learned (harness.workflow.assert_taught); the loss curves agree.
 4. Apptainer STAND-IN (Apptainer cannot be installed here): ``snakemake --sdm apptainer`` with
    ``container.image`` set to a sandbox folder exported from the image (``containers/build.sh
-   sandbox``) and containers/apptainer-standin/apptainer (bubblewrap, labelled NOT Apptainer)
+   sandbox``) and tests/harness/apptainer-standin/apptainer (bubblewrap, labelled NOT Apptainer)
    first on PATH. A poisoned host ``python`` proves that no rule ran on the host; the stand-in's
    own log shows every job's shell command went through it.
 
@@ -34,33 +34,23 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from conftest import read_json, snakemake  # noqa: E402
-from docker_engine import ensure_installed  # noqa: E402
-from test_container_image import (  # noqa: E402,F401  (the session fixtures are shared)
-    REPO, TIMINGS, TIMINGS_FILE, _build, cpu_image, docker_engine, run_in_image)
+from harness.docker import REPO, TIMINGS, TIMINGS_FILE, build_image, run_in_image
+from harness.docker_engine import ensure_installed
+from harness.workflow import (assert_taught, read_json, rule_commands, snakemake, variant,
+                              write_overrides)
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 TEST_TAG = os.environ.get("XTUNER_RECIPE_CPU_TEST_IMAGE", "xtuner-recipe:cpu-test")
 SANDBOX = Path(os.environ.get("XTUNER_RECIPE_SANDBOX_DIR",
                               REPO / ".scratch" / "apptainer" / "xtuner-recipe-cpu.sandbox"))
-STANDIN = REPO / "containers" / "apptainer-standin"
-RUN = "container-e2e"
-# results_dir relative to the working directory: the patched config then holds the same paths
-# wherever the run happens (host folder, /work in the container).
-OVERRIDES = {"run_name": RUN, "results_dir": "results"}
-# rule -> what its shell command runs (rules/*.smk)
-RULE_COMMANDS = {
-    "base_model": "xtuner_recipe.tiny_model", "data": "xtuner_recipe.assistant_data",
-    "xtuner_config": "xtuner_recipe.xtuner_config", "train": "xtuner_recipe.train",
-    "hf_adapter": "xtuner_recipe.convert adapter", "merge": "xtuner_recipe.convert merge",
-    "evaluate": "xtuner_recipe.evaluate", "report": "xtuner_recipe.report",
-}
-COMPARED = ["data/assistant.json", "config/xtuner_config.py", "config/plan.json"]
+STANDIN = REPO / "tests" / "harness" / "apptainer-standin"
+OVERRIDES = variant("container-e2e")
+RUN = OVERRIDES["run_name"]
+# rule -> what its shell command runs, read from rules/*.smk
+RULE_COMMANDS = rule_commands()
+COMPARED = ["data/assistant.json", "config/xtuner_config.py", "settings/xtuner_config.json"]
 
 
 def _record(key: str, value: float) -> None:
@@ -77,22 +67,8 @@ def _writable_scratch(path: Path) -> Path:
     return path
 
 
-def _write_overrides(workdir: Path, overrides: dict) -> Path:
-    # exactly what conftest.snakemake() writes for the host run
-    configfile = workdir / "config.override.yaml"
-    configfile.write_text(yaml.safe_dump(overrides, allow_unicode=True), encoding="utf-8")
-    return configfile
-
-
 def _identity(run_dir: Path) -> dict:
     return read_json(run_dir / "report" / "report.json")["identity_scores"]
-
-
-def _assert_taught(run_dir: Path, where: str) -> dict:
-    scores = _identity(run_dir)
-    assert scores["training"]["merged"] >= 0.9, (where, scores)
-    assert scores["training"]["base"] <= 0.1, (where, scores)
-    return scores
 
 
 def _assert_same_artifacts(run_dir: Path, host_dir: Path, where: str) -> None:
@@ -115,7 +91,7 @@ def _assert_same_artifacts(run_dir: Path, host_dir: Path, where: str) -> None:
 @pytest.fixture(scope="module")
 def test_image(cpu_image) -> str:
     """xtuner-recipe:cpu-test: the CPU image plus pytest (a small layer on top)."""
-    _record("cpu_test_image_s", _build("cpu-test", "--base", cpu_image, "--tag", TEST_TAG))
+    _record("cpu_test_image_s", build_image("cpu-test", "--base", cpu_image, "--tag", TEST_TAG))
     return TEST_TAG
 
 
@@ -132,7 +108,7 @@ def host_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def container_run(cpu_image, tmp_path_factory) -> Path:
     work = _writable_scratch(tmp_path_factory.mktemp("container-run"))
-    _write_overrides(work, OVERRIDES)
+    write_overrides(work, OVERRIDES)
     t0 = time.monotonic()
     run_in_image(["snakemake", "--snakefile", "/recipe/Snakefile", "--directory", "/work",
                   "--configfile", "/work/config.override.yaml", "--profile", "/recipe/profiles/local"],
@@ -146,7 +122,7 @@ def container_run(cpu_image, tmp_path_factory) -> Path:
 def sandbox(cpu_image) -> Path:
     """The image as an Apptainer-style sandbox folder (docker export; cached by image ID)."""
     ensure_installed(("bwrap",))
-    _record("sandbox_export_s", _build("sandbox", "--tag", cpu_image, str(SANDBOX)))
+    _record("sandbox_export_s", build_image("sandbox", "--tag", cpu_image, str(SANDBOX)))
     return SANDBOX
 
 
@@ -172,8 +148,8 @@ def test_recipe_in_image_matches_the_host_run(container_run, host_run):
     for rel in ("report/report.md", "report/loss_curve.png", "merged/config.json",
                 "train/final_checkpoint.json"):
         assert (container_run / rel).is_file(), rel
-    _assert_taught(container_run, "container")
-    _assert_taught(host_run, "host")
+    assert_taught(container_run, "container")
+    assert_taught(host_run, "host")
     _assert_same_artifacts(container_run, host_run, "container")
     # the container's user wrote the results (no root inside)
     assert (container_run / "report" / "report.json").stat().st_uid == 1000
@@ -277,6 +253,6 @@ def test_recipe_under_sdm_apptainer_standin(sandbox, host_run, tmp_path_factory)
         assert sum(f"python -m {marker} " in r["command"][2] for r in records) == 1, rule
     assert "Activating singularity image" in output
     run_dir = work / "results" / RUN
-    _assert_taught(run_dir, "stand-in")
+    assert_taught(run_dir, "stand-in")
     _assert_same_artifacts(run_dir, host_run, "stand-in")
     print(f"\nstand-in jobs: {[(r['command'][2].split('python -m ')[1].split()[0], r['seconds']) for r in records]}")

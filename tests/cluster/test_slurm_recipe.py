@@ -5,14 +5,14 @@ import time
 
 import pytest
 
-from conftest import read_json, snakemake
+from harness.workflow import assert_taught, read_json, snakemake, variant
+from xtuner_recipe.layout import ARTIFACTS
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def test_recipe_through_slurm(slurm_cluster, tmp_path, shared_results):
-    overrides = {"run_name": "slurm2", "results_dir": str(shared_results),
-                 "slurm": {"tasks_per_node": 2, "mem_mb": 6000, "runtime": 30}}
+    overrides = {**variant("slurm2"), "results_dir": str(shared_results)}
     started = time.time()
     result = snakemake(
         tmp_path, overrides,
@@ -50,8 +50,6 @@ def test_recipe_through_slurm(slurm_cluster, tmp_path, shared_results):
     log = (run_dir / "logs" / "train.log").read_text(errors="replace")
     assert "srun --nodes=1 --ntasks-per-node=2 --kill-on-bad-exit=1" in log
     assert "--launcher slurm" in log
-    for artifact in ("data/assistant.json", "config/xtuner_config.py", "hf_adapter/adapter_config.json",
-                     "merged/config.json", "report/report.md", "report/loss_curve.png"):
+    for artifact in ARTIFACTS:
         assert (run_dir / artifact).is_file(), artifact
-    scores = read_json(run_dir / "report" / "report.json")["identity_scores"]["training"]
-    assert scores["base"] <= 0.1 and scores["merged"] >= 0.9, scores
+    assert_taught(run_dir)

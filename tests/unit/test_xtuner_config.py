@@ -4,6 +4,7 @@ the test process never imports xtuner.dataset (which needs torchvision)."""
 
 import ast
 import copy
+import dataclasses
 import difflib
 import json
 import re
@@ -12,10 +13,11 @@ import pytest
 import yaml
 from mmengine.config import Config
 
-from conftest import REPO
+from harness.workflow import REPO
 from xtuner_recipe import settings, xtuner_config
-from xtuner_recipe.settings import ConfigError
-from xtuner_recipe.xtuner_config import SourceEdits
+from xtuner_recipe.messages import ConfigError
+from xtuner_recipe.xtuner_catalog import builtin_configs, check_base_config, deepspeed_source
+from xtuner_recipe.xtuner_config import TRAIN_KEYS, SourceEdits
 
 BASE = "internlm2_chat_1_8b_qlora_alpaca_e3"
 MODEL = "/models/internlm2-chat-1_8b"
@@ -27,20 +29,26 @@ def raw(mapping, key):
     return dict.__getitem__(mapping, key)
 
 
-def load_config():
-    return yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+# The built-in config's values of the train keys the tiny recipe leaves null.
+BUILTIN = {"batch_size": 1, "warmup_ratio": 0.03, "lora_r": 64, "lora_alpha": 16,
+           "save_total_limit": 2}
+
+
+def load_config(**user):
+    """config.yaml (plus the user's `user` sections) over its recipe, as the rules see it."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text("utf-8"))
+    return settings.resolve_config({**config, **user}, REPO)
 
 
 def make_plan(config, device, data_format="conversation", model_path=MODEL):
-    plan = xtuner_config.plan_for(config, settings.train_settings(config, device), device,
-                                  model_path, DATA)
+    plan = dataclasses.asdict(settings.patch_settings(config, device, model_path, DATA))
     plan["data_format"] = data_format
     return plan
 
 
 @pytest.fixture(scope="module")
 def original():
-    return settings.check_base_config(BASE)
+    return check_base_config(BASE)
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +60,13 @@ def original_text(original):
 def write(tmp_path, original, plan, name="xtuner_config.py"):
     out = tmp_path / name
     xtuner_config.write_patched_config(original, out, tmp_path / "diff.txt",
-                                       tmp_path / "plan.json", plan)
+                                       tmp_path / "effective.json", plan)
     return out, Config.fromfile(str(out))
 
 
 @pytest.fixture(scope="module")
 def cpu_default(original, tmp_path_factory):
-    """The default config.yaml (tiny preset) patched for cpu."""
+    """The default config.yaml (the tiny recipe) patched for cpu."""
     config = load_config()
     config["model"]["path"] = None
     config["train"]["device"] = "cpu"
@@ -66,7 +74,8 @@ def cpu_default(original, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cpu_default")
     out, cfg = write(tmp, original, plan)
     return {"config": config, "plan": plan, "dir": tmp, "text": out.read_text(encoding="utf-8"),
-            "cfg": cfg}
+            "cfg": cfg, "values": {**BUILTIN, **{k: v for k, v in config["train"].items()
+                                                 if v is not None}}}
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +83,12 @@ def cuda_real(original, tmp_path_factory):
     """A real model on cuda with every train key null: the base config's own values."""
     config = load_config()
     config["model"]["path"] = MODEL
-    for key in settings.TRAIN_KEYS:
+    for key in TRAIN_KEYS:
         config["train"][key] = None
     config["xtuner"]["system"] = None
     plan = make_plan(config, "cuda")
     assert plan["train"]["method"] == "qlora"
-    assert all(plan["train"][k] is None for k in settings.TRAIN_KEYS if k != "method")
+    assert all(plan["train"][k] is None for k in TRAIN_KEYS if k != "method")
     tmp = tmp_path_factory.mktemp("cuda_real")
     out, cfg = write(tmp, original, plan)
     return {"config": config, "plan": plan, "dir": tmp, "text": out.read_text(encoding="utf-8"),
@@ -118,15 +127,15 @@ def test_cpu_patch_uses_plain_float32_training_on_gloo(cpu_default):
     assert cfg.model_wrapper_cfg == {"type": "MMDistributedDataParallel", "device_ids": None,
                                      "broadcast_buffers": False,
                                      "find_unused_parameters": False}
-    # lora stays, with the preset's rank
-    preset = cpu_default["config"]["presets"]["tiny"]
+    # lora stays, with the recipe's rank
+    preset = cpu_default["values"]
     assert cfg.model.lora.r == preset["lora_r"]
     assert cfg.model.lora.lora_alpha == preset["lora_alpha"]
 
 
 def test_cpu_patch_trains_by_iterations(cpu_default):
     cfg = cpu_default["cfg"]
-    preset = cpu_default["config"]["presets"]["tiny"]
+    preset = cpu_default["values"]
     max_iters = preset["max_iters"]
     assert cfg.train_cfg.max_iters == max_iters
     assert "max_epochs" not in cfg.train_cfg
@@ -138,7 +147,7 @@ def test_cpu_patch_trains_by_iterations(cpu_default):
     assert (warmup.by_epoch, warmup.begin, warmup.end) == (False, 0, warmup_iters)
     assert (cosine.by_epoch, cosine.begin, cosine.end) == (False, warmup_iters, max_iters)
     assert "convert_to_iter_based" not in warmup
-    # the other preset values
+    # the other recipe values
     assert cfg.optim_wrapper.optimizer.lr == preset["lr"]
     assert cfg.train_dataloader.batch_size == preset["batch_size"]
     assert cfg.optim_wrapper.accumulative_counts == preset["accumulative_counts"]
@@ -189,11 +198,12 @@ def test_write_patched_config_writes_diff_and_plan_with_effective_values(cpu_def
     assert f"+pretrained_model_name_or_path = {MODEL!r}" in lines
     assert '-pretrained_model_name_or_path = "internlm/internlm2-chat-1_8b"' in lines
     assert "+    dataset_map_fn=None," in lines
-    plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
+    plan = cpu_default["plan"]
     assert plan["base_config"] == BASE and plan["device"] == "cpu"
     assert plan["model_path"] == MODEL and plan["data_path"] == DATA
     assert plan["data_format"] == "conversation"
-    assert plan["effective"] == {
+    effective = json.loads((folder / "effective.json").read_text(encoding="utf-8"))
+    assert effective == {
         "max_length": cfg.max_length,
         "pack_to_max_length": cfg.pack_to_max_length,
         "batch_size": cfg.train_dataloader.batch_size,
@@ -202,10 +212,10 @@ def test_write_patched_config_writes_diff_and_plan_with_effective_values(cpu_def
         "max_iters": cfg.train_cfg.max_iters,
         "max_epochs": None,
     }
-    preset = cpu_default["config"]["presets"]["tiny"]
-    assert plan["effective"]["max_iters"] == preset["max_iters"]
-    assert plan["effective"]["lr"] == preset["lr"]
-    assert plan["effective"]["max_length"] == preset["max_length"]
+    preset = cpu_default["values"]
+    assert effective["max_iters"] == preset["max_iters"]
+    assert effective["lr"] == preset["lr"]
+    assert effective["max_length"] == preset["max_length"]
 
 
 def test_patched_diff_reproduces_the_patched_file(cpu_default, original_text):
@@ -263,8 +273,8 @@ def test_cuda_base_values_diff_touches_only_the_tutorial_edits(cuda_real, origin
 
 
 def test_cuda_effective_block_holds_the_base_config_values(cuda_real):
-    plan = json.loads((cuda_real["dir"] / "plan.json").read_text(encoding="utf-8"))
-    assert plan["effective"] == {"max_length": 2048, "pack_to_max_length": True, "batch_size": 1,
+    effective = json.loads((cuda_real["dir"] / "effective.json").read_text(encoding="utf-8"))
+    assert effective == {"max_length": 2048, "pack_to_max_length": True, "batch_size": 1,
                                  "accumulative_counts": 16, "lr": 2e-4, "max_iters": None,
                                  "max_epochs": 3}
 
@@ -311,8 +321,7 @@ def test_messages_format_uses_openai_map_fn_and_imports_it(original, tmp_path):
 
 
 def test_max_epochs_mode_keeps_the_stock_epoch_scheduler(original, original_text, tmp_path):
-    config = load_config()
-    config["train"]["max_epochs"] = 2
+    config = load_config(train={"max_epochs": 2})
     plan = make_plan(config, "cpu")
     assert plan["train"]["max_iters"] is None
     out, cfg = write(tmp_path, original, plan)
@@ -324,8 +333,8 @@ def test_max_epochs_mode_keeps_the_stock_epoch_scheduler(original, original_text
     assert cosine.end == 2
     stock = original_text.split("param_scheduler = ")[1].split("\n]\n")[0]
     assert stock in out.read_text(encoding="utf-8")
-    saved = json.loads((tmp_path / "plan.json").read_text(encoding="utf-8"))
-    assert saved["effective"]["max_epochs"] == 2 and saved["effective"]["max_iters"] is None
+    saved = json.loads((tmp_path / "effective.json").read_text(encoding="utf-8"))
+    assert saved["max_epochs"] == 2 and saved["max_iters"] is None
 
 
 def test_system_prompt_is_written_when_set(original, tmp_path):
@@ -337,7 +346,7 @@ def test_system_prompt_is_written_when_set(original, tmp_path):
 
 def test_non_sft_base_config_is_refused_naming_the_field(tmp_path):
     name = "internlm2_chat_1_8b_dpo_full"
-    configs = settings.builtin_configs()
+    configs = builtin_configs()
     assert name in configs
     config = load_config()
     config["xtuner"]["base_config"] = name
@@ -356,7 +365,7 @@ def test_reward_base_config_is_refused():
     config["xtuner"]["base_config"] = name
     with pytest.raises(ConfigError, match="xtuner.base_config.*process_hf_dataset"):
         xtuner_config.patch_source(
-            open(settings.builtin_configs()[name], encoding="utf-8").read(),
+            open(builtin_configs()[name], encoding="utf-8").read(),
             make_plan(config, "cpu"))
 
 
@@ -375,7 +384,7 @@ def test_check_patched_refuses_a_config_that_does_not_read_back(cpu_default, tmp
 
 
 def deepspeed(value):
-    return settings.deepspeed_source(value)
+    return deepspeed_source(value)
 
 
 @pytest.mark.parametrize("preset", ["zero1", "zero2", "zero3"])
@@ -514,7 +523,7 @@ def test_source_edits_follow_names_and_report_missing_pieces():
 
 def test_qlora_on_a_lora_only_base_config_is_a_config_error(tmp_path):
     name = "minicpm_1b_lora_alpaca_zh_e3"
-    path = settings.builtin_configs()[name]
+    path = builtin_configs()[name]
     text = open(path, encoding="utf-8").read()
     assert "lora=dict(" in text and "quantization_config" not in text
     config = load_config()

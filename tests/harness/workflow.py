@@ -1,0 +1,75 @@
+"""Run the real Snakemake workflow of the repository from a scratch folder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+# The config variants the workflow tests run, as files (the Snakemake workflow catalog's .test/).
+VARIANTS = REPO / ".test"
+
+
+def variant(name):
+    return yaml.safe_load((VARIANTS / f"{name}.yaml").read_text(encoding="utf-8"))
+
+
+def snakemake_command(workdir, configfile, *args, profile="local"):
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+            "--directory", str(workdir), "--configfile", str(configfile),
+            "--profile", str(REPO / "profiles" / profile), *args]
+
+
+def snakemake_env(env=None):
+    run_env = dict(os.environ)
+    run_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{run_env['PATH']}"
+    run_env.update(env or {})
+    return run_env
+
+
+def write_overrides(workdir, overrides):
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    configfile = workdir / "config.override.yaml"
+    configfile.write_text(yaml.safe_dump(overrides, allow_unicode=True), encoding="utf-8")
+    return configfile
+
+
+def snakemake(workdir, overrides, *args, profile="local", timeout=1800, env=None):
+    """Run the repo's workflow with config.yaml plus `overrides`, from `workdir`."""
+    configfile = write_overrides(workdir, overrides)
+    return subprocess.run(snakemake_command(workdir, configfile, *args, profile=profile),
+                          cwd=workdir, capture_output=True, text=True, timeout=timeout,
+                          env=snakemake_env(env))
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def assert_taught(run_dir, where="host"):
+    """The report shows the identity absent before training and learned after (training prompts)."""
+    from xtuner_recipe.evaluate import IDENTITY_ABSENT, IDENTITY_LEARNED
+
+    scores = read_json(Path(run_dir) / "report" / "report.json")["identity_scores"]
+    assert scores["training"]["base"] <= IDENTITY_ABSENT, (where, scores)
+    assert scores["training"]["merged"] >= IDENTITY_LEARNED, (where, scores)
+    return scores
+
+
+def rule_commands():
+    """Rule -> the `xtuner_recipe` module (and sub-command) its shell command runs, read from
+    rules/*.smk."""
+    import re
+
+    commands = {}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for rule, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(),
+                                     re.M | re.S):
+            match = re.search(r"python -m (xtuner_recipe\.\w+(?: (?!-)\w+)?)", body)
+            if match:
+                commands[rule] = match.group(1)
+    return commands

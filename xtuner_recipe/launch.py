@@ -1,0 +1,37 @@
+"""How training starts on one machine: how many processes, and which launcher."""
+
+import os
+
+from xtuner_recipe.messages import ConfigError
+
+
+def resolve_nproc(value, environ=None):
+    """Processes per machine: the configured number, or for auto xtuner's own NPROC_PER_NODE,
+    else the visible GPU count, else 1."""
+    if value != "auto":
+        return value
+    environ = os.environ if environ is None else environ
+    if environ.get("NPROC_PER_NODE"):
+        try:
+            return max(1, int(environ["NPROC_PER_NODE"]))
+        except ValueError:
+            raise ConfigError(f"NPROC_PER_NODE = {environ['NPROC_PER_NODE']!r} is not a number "
+                              "(train.nproc_per_node: auto reads it)") from None
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def resolve_launcher(requested, nproc):
+    """none (one process), pytorch (torchrun, nproc processes) or slurm (srun tasks)."""
+    if requested != "auto":
+        return requested
+    return "pytorch" if nproc > 1 else "none"
+
+
+def resolve_device(requested):
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

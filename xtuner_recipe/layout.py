@@ -1,0 +1,65 @@
+"""Where every artifact of a run lives, relative to <results_dir>/<run_name>/. The rules, the
+tests and bench/ all read these names from here."""
+
+import dataclasses
+
+# The run's deliverables, in the order the recipe makes them (what `rule all` asks for, plus the
+# files each stage leaves for people to read).
+ARTIFACTS = (
+    "data/assistant.json",
+    "config/xtuner_config.py",
+    "config/xtuner_config.diff",
+    "train/final_checkpoint.json",
+    "hf_adapter/adapter_config.json",
+    "merged/config.json",
+    "report/report.md",
+    "report/report.json",
+    "report/loss_curve.png",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    results_dir: str
+    run_name: str
+
+    def path(self, relative):
+        return f"{self.run_dir}/{relative}"
+
+    @property
+    def run_dir(self):
+        return f"{self.results_dir}/{self.run_name}"
+
+    @property
+    def tiny_model(self):
+        """Shared by every run of this results_dir: a new owner never rebuilds it."""
+        return f"{self.results_dir}/base_model/tiny-internlm2"
+
+    @property
+    def tiny_model_shape(self):
+        return f"{self.results_dir}/base_model/settings/tiny-internlm2.json"
+
+    def settings(self, stage):
+        return self.path(f"settings/{stage}.json")
+
+    def log(self, rule):
+        return self.path(f"logs/{rule}.log")
+
+    dataset = property(lambda self: self.path("data/assistant.json"))
+    dataset_info = property(lambda self: self.path("data/dataset_info.json"))
+    xtuner_config = property(lambda self: self.path("config/xtuner_config.py"))
+    xtuner_config_diff = property(lambda self: self.path("config/xtuner_config.diff"))
+    effective = property(lambda self: self.path("config/effective.json"))
+    deepspeed_json = property(lambda self: self.path("config/deepspeed.json"))
+    work_dir = property(lambda self: self.path("train/work_dir"))
+    final = property(lambda self: self.path("train/final_checkpoint.json"))
+    scalars = property(lambda self: self.path("train/scalars.jsonl"))
+    adapter = property(lambda self: self.path("hf_adapter"))
+    merged = property(lambda self: self.path("merged"))
+    answers = property(lambda self: self.path("eval/answers.json"))
+    report_md = property(lambda self: self.path("report/report.md"))
+    report_json = property(lambda self: self.path("report/report.json"))
+    loss_curve = property(lambda self: self.path("report/loss_curve.png"))
+
+    def final_outputs(self):
+        return [self.report_md, self.report_json, self.loss_curve, self.merged]
