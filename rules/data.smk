@@ -3,11 +3,16 @@ rule data:
     input:
         get_user_dataset,
         settings=LAYOUT.settings("data"),
+        replay=get_replay,
     output:
         dataset=LAYOUT.dataset,
         info=LAYOUT.dataset_info,
     log:
         LAYOUT.log("data"),
+    params:
+        replay=lambda wildcards, input: (
+            f"--replay {input.replay}" if input.replay else ""
+        ),
     shell:
         "python -m xtuner_recipe.assistant_data --settings {input.settings:q}"
-        " --out {output.dataset:q} --info {output.info:q} > {log:q} 2>&1"
+        " --out {output.dataset:q} --info {output.info:q} {params.replay} > {log:q} 2>&1"

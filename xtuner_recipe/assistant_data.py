@@ -116,7 +116,18 @@ def write_dataset(out_path, records):
         json.dump(records, f, ensure_ascii=False, indent=4)
 
 
-def build_dataset(assistant, out_path):
+def with_replay(records, replay_pairs, share, record_format):
+    """`records` plus the base model's own answers, cycled until they are `share` of the whole
+    (share 0: none)."""
+    if not share or not replay_pairs:
+        return records
+    make = conversation_record if record_format == "conversation" else messages_record
+    count = round(share / (1 - share) * len(records))
+    replay = [make(p["input"], p["output"]) for p in replay_pairs]
+    return records + [replay[i % len(replay)] for i in range(count)]
+
+
+def build_dataset(assistant, out_path, replay_path=None):
     """Write assistant.json for the run; return its record format."""
     if assistant.get("dataset"):
         source = assistant["dataset"]
@@ -126,6 +137,9 @@ def build_dataset(assistant, out_path):
         return record_format
     records = generate_records(assistant["name"], assistant["pairs"], assistant["repeat"],
                                assistant["format"])
+    if replay_path:
+        replay = json.loads(Path(replay_path).read_text(encoding="utf-8"))
+        records = with_replay(records, replay, assistant["replay_share"], assistant["format"])
     write_dataset(out_path, records)
     return assistant["format"]
 
@@ -141,10 +155,11 @@ def main(argv=None):
     parser.add_argument("--settings", required=True, help="settings/data.json")
     parser.add_argument("--out", required=True)
     parser.add_argument("--info", required=True, help="where to write the record format and count")
+    parser.add_argument("--replay", help="the base model's own answers to mix in (rule replay)")
     args = parser.parse_args(argv)
     assistant = dataclasses.asdict(read_stage(args.settings, "data"))
     try:
-        record_format = build_dataset(assistant, args.out)
+        record_format = build_dataset(assistant, args.out, args.replay)
     except DatasetError as error:
         fail(error)
     count = len(json.loads(Path(args.out).read_text(encoding="utf-8")))

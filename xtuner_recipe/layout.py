@@ -2,6 +2,7 @@
 tests and bench/ all read these names from here."""
 
 import dataclasses
+import hashlib
 
 # The run's deliverables, in the order the recipe makes them (what `rule all` asks for, plus the
 # files each stage leaves for people to read).
@@ -16,6 +17,12 @@ ARTIFACTS = (
     "report/report.json",
     "report/loss_curve.png",
 )
+
+
+def model_name(model_path):
+    """A file-name-safe name for a model folder: its own name plus a short hash of the path."""
+    path = str(model_path).rstrip("/")
+    return f"{path.rsplit('/', 1)[-1]}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +45,22 @@ class RunLayout:
     @property
     def tiny_model_shape(self):
         return f"{self.results_dir}/base_model/settings/tiny-internlm2.json"
+
+    def packaged_model(self, member):
+        """A model converted from a file inside a pinned wheel, named after that file."""
+        name = member.rsplit("/", 1)[-1].split(".")[0].lower()
+        return f"{self.results_dir}/base_model/packaged/{name}"
+
+    @property
+    def wheel_cache(self):
+        return f"{self.results_dir}/base_model/wheels"
+
+    def replay(self, model_path):
+        """The base model's own answers, cached beside the base models (one file per model)."""
+        return f"{self.results_dir}/base_model/replay/{model_name(model_path)}.json"
+
+    def replay_settings(self, model_path):
+        return f"{self.results_dir}/base_model/settings/replay-{model_name(model_path)}.json"
 
     def settings(self, stage):
         return self.path(f"settings/{stage}.json")

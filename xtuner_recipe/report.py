@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from xtuner_recipe import scoring
 from xtuner_recipe.settings import read_stage
 
 
@@ -66,26 +67,60 @@ def _cell(text):
     return text.replace("|", "\\|").replace("\n", " ") or "(empty)"
 
 
-def markdown(answers, summary, run_name, png_name):
+GROUPS = {  # group -> (title, what its share counts)
+    "training": ("identity, training prompts", "answers stating the identity"),
+    "heldout": ("identity, held-out paraphrases", "answers stating the identity"),
+    "unrelated": ("over-fitting, unrelated prompts", "answers naming the owner (lower is better)"),
+    "general": ("general knowledge", "right answers"),
+}
+
+
+def figures(answers):
+    """What the verdict is computed from (xtuner_recipe.scoring.verdict)."""
     groups = answers["groups"]
-    lines = [f"# Eval report: {run_name}", "",
-             f"Identity: an answer states the identity when it contains **{answers['name']}**.", "",
-             "| prompts | base model | fine-tuned (merged) |", "|---|---|---|"]
-    titles = {"training": "training prompts", "heldout": "held-out paraphrases",
-              "general": "general prompts (over-fitting shows here)"}
+    return {"identity_heldout": groups["heldout"]["merged"],
+            "identity_heldout_base": groups["heldout"]["base"],
+            "overfit_share": groups["unrelated"]["merged"],
+            "general_base": groups["general"]["base"], "general_tuned": groups["general"]["merged"],
+            "perplexity_base": answers["perplexity"]["base"],
+            "perplexity_tuned": answers["perplexity"]["merged"]}
+
+
+def verdict_line(verdict):
+    kept = ("n/a (the base answers none)" if verdict["general_retained_pct"] is None
+            else f"{verdict['general_retained_pct']:.0f} % of base")
+    return (f"**Verdict: {'learned' if verdict['learned'] else 'not learned'}; kept general "
+            f"ability: {kept}; over-fitted: {'yes' if verdict['overfitted'] else 'no'}.**")
+
+
+def markdown(answers, verdict, summary, run_name, png_name):
+    groups = answers["groups"]
+    lines = [f"# Eval report: {run_name}", "", verdict_line(verdict), "",
+             f"- learned: {verdict['learned_reason']}",
+             f"- kept general ability: {verdict['kept_general_reason']}",
+             f"- over-fitted: {verdict['overfitted_reason']}", "",
+             f"The identity counts as stated when an answer names **{answers['name']}** and says "
+             "it is an assistant; thresholds and their reasons: `xtuner_recipe/scoring.py`.", "",
+             "| measure | counts | base model | fine-tuned (merged) |", "|---|---|---|---|"]
     for group, data in groups.items():
-        lines.append(f"| {titles.get(group, group)} | {data['identity_score_base']:.2f} | "
-                     f"{data['identity_score_merged']:.2f} |")
+        title, counts = GROUPS.get(group, (group, "passing answers"))
+        lines.append(f"| {title} ({len(data['prompts'])}) | {counts} | {data['base']:.2f} | "
+                     f"{data['merged']:.2f} |")
+    ppl = answers["perplexity"]
+    lines.append(f"| perplexity, held-out text | lower is better | {ppl['base']:.2f} | "
+                 f"{ppl['merged']:.2f} |")
     lines += ["", "## Training", "", "| | |", "|---|---|"]
     for key, value in summary.items():
         lines.append(f"| {key} | {value if value is not None else 'n/a'} |")
     lines += ["", f"![loss curve]({png_name})", ""]
     for group, data in groups.items():
-        lines += [f"## Answers: {titles.get(group, group)}", "",
+        lines += [f"## Answers: {GROUPS.get(group, (group,))[0]}", "",
                   "| prompt | base model | fine-tuned (merged) |", "|---|---|---|"]
         for item in data["prompts"]:
-            lines.append(f"| {_cell(item['prompt'])} | {_cell(item['base'])} | "
-                         f"{_cell(item['merged'])} |")
+            marks = ["" if item[f"{m}_pass"] is None else (" ✓" if item[f"{m}_pass"] else " ✗")
+                     for m in ("base", "merged")]
+            lines.append(f"| {_cell(item['prompt'])} | {_cell(item['base'])}{marks[0]} | "
+                         f"{_cell(item['merged'])}{marks[1]} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -105,20 +140,24 @@ def main(argv=None):
     effective = json.loads(Path(args.effective).read_text())
     scalars = read_jsonl(args.scalars)
     summary = training_summary(final, run, effective, scalars)
+    verdict = scoring.verdict(figures(answers))
     plot_loss(scalars, args.png)
     report = {
         "run_name": run.run_name,
         "recipe": run.recipe,
-        "identity_scores": {g: {"base": d["identity_score_base"], "merged": d["identity_score_merged"]}
-                            for g, d in answers["groups"].items()},
+        "verdict": verdict,
+        "thresholds": scoring.THRESHOLDS,
+        "scores": {g: {"base": d["base"], "merged": d["merged"]}
+                   for g, d in answers["groups"].items()},
+        "perplexity": answers["perplexity"],
         "training": summary,
         "loss_curve": [{"step": s["step"], "loss": s["loss"]} for s in scalars],
         "answers": answers["groups"],
     }
     Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
                                encoding="utf-8")
-    Path(args.md).write_text(markdown(answers, summary, run.run_name, Path(args.png).name),
-                             encoding="utf-8")
+    Path(args.md).write_text(markdown(answers, verdict, summary, run.run_name,
+                                      Path(args.png).name), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from xtuner_recipe import launch, slurm, xtuner_catalog
+from xtuner_recipe import eval_sets, launch, slurm, xtuner_catalog
 from xtuner_recipe.layout import RunLayout
 from xtuner_recipe.messages import ConfigError, check_schema
 from xtuner_recipe.xtuner_config import TRAIN_KEYS
@@ -33,12 +33,25 @@ RECIPES = Path("recipes")
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
-    """rule data: the generated identity data, or the user's own dataset."""
+    """rule data: the generated identity data (plus the base model's replayed answers), or the
+    user's own dataset."""
     name: str
     pairs: list
     repeat: int
     format: str
     dataset: str | None
+    replay_share: float  # share of the records that are the base model's replayed answers
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaySettings:
+    """rule replay: the base model's own answers to general prompts (shared by the runs of a
+    results_dir that train the same model the same way)."""
+    model_path: str
+    prompts: list
+    prompt_template: str
+    system: str | None
+    max_new_tokens: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +93,16 @@ class ConvertSettings:
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
-    """rule evaluate."""
+    """rule evaluate: the prompt groups (xtuner_recipe.evaluate) and the held-out text."""
     base_model: str
     name: str
     prompt_template: str
     system: str | None
+    training_prompts: list | None  # None: the distinct first user turns of the dataset
     heldout_identity_prompts: list
-    general_prompts: list
+    unrelated_prompts: list
+    general_knowledge: list
+    heldout_text: str
     max_new_tokens: int
 
 
@@ -100,7 +116,9 @@ class ReportSettings:
 
 
 STAGES = {"data": DataSettings, "xtuner_config": PatchSettings, "train": TrainSettings,
-          "convert": ConvertSettings, "evaluate": EvalSettings, "report": ReportSettings}
+          "convert": ConvertSettings, "evaluate": EvalSettings, "report": ReportSettings,
+          "replay": ReplaySettings}
+RUN_STAGES = ("data", "xtuner_config", "train", "convert", "evaluate", "report")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +126,9 @@ class Settings:
     """Everything the rules need, resolved. The Snakefile builds it once."""
     config: dict  # the merged, validated config (user over recipe over defaults)
     layout: RunLayout
-    tiny_shape: dict | None  # the tiny model to build, or None for a local model folder
+    base_model: str  # the folder training starts from
+    tiny_shape: dict | None  # the tiny model to build
+    package: dict | None  # the packaged model to fetch and convert
     deepspeed: bool
     slurm_resources: dict
     data: DataSettings
@@ -117,15 +137,18 @@ class Settings:
     convert: ConvertSettings
     evaluate: EvalSettings
     report: ReportSettings
+    replay: ReplaySettings
 
     def files(self):
         """Path -> content of every settings file the `settings` rule writes: each stage's slice,
         and the tiny model's shape (shared by the runs of one results_dir). Stable key order, so
         an unchanged value gives the same bytes."""
         slices = {self.layout.settings(stage): dataclasses.asdict(getattr(self, stage))
-                  for stage in STAGES}
+                  for stage in RUN_STAGES}
         if self.tiny_shape:
             slices[self.layout.tiny_model_shape] = self.tiny_shape
+        if self.data.replay_share:
+            slices[self.layout.replay_settings(self.base_model)] = dataclasses.asdict(self.replay)
         return {path: json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
                 for path, value in slices.items()}
 
@@ -228,9 +251,10 @@ def resolve_config(user, root):
     user = coerce_to_schema(user, schema, schema)
     check_schema(user, schema)
     recipe = load_recipe(user.get("recipe") or schema_defaults(schema)["recipe"], root, schema)
-    if (user.get("model") or {}).get("path") and (recipe.get("model") or {}).get("tiny"):
+    builds = {k for k in ("tiny", "package") if (recipe.get("model") or {}).get(k)}
+    if (user.get("model") or {}).get("path") and builds:
         raise ConfigError(f"config field model.path is set, but recipe {user.get('recipe')!r} "
-                          "trains the embedded tiny model; choose the recipe for your model, "
+                          "builds its own model; choose the recipe for your model, "
                           "e.g. recipe: internlm2-chat-1_8b/qlora (recipes/ lists them)")
     _one_schedule(user.get("train") or {}, recipe.setdefault("train", {}))
     merged = overlay(overlay(schema_defaults(schema), recipe), user)
@@ -275,7 +299,7 @@ def check_model(config):
     build its model."""
     path = config["model"].get("path")
     if not path:
-        if not config["model"].get("tiny"):
+        if not config["model"].get("tiny") and not config["model"].get("package"):
             raise ConfigError(f"recipe {config['recipe']!r} has no model to build: set "
                               "model.path to a local Hugging Face model folder")
         return
@@ -315,18 +339,26 @@ def build(user, root, environ=None):
     launcher = launch.resolve_launcher(config["train"]["launcher"], nproc)
     processes = slurm.slurm_tasks(config["slurm"]) if launcher == "slurm" else nproc
     layout = RunLayout(config["results_dir"], run_name(config))
-    base_model = config["model"]["path"] or layout.tiny_model
+    model = config["model"]
+    package = None if model["path"] or model["tiny"] else model["package"]
+    base_model = (model["path"] or (layout.tiny_model if model["tiny"] else
+                                    layout.packaged_model(package["member"])))
     xt, assistant, ev = config["xtuner"], config["assistant"], config["eval"]
+    identity = eval_sets.load("identity.yaml")
+    pairs = assistant["pairs"] or [{"input": p["input"], "output": p["output"]}
+                                   for p in identity["training"]]
     return Settings(
         config=config,
         layout=layout,
-        tiny_shape=None if config["model"]["path"] else config["model"]["tiny"],
+        base_model=str(base_model),
+        tiny_shape=None if model["path"] else model["tiny"],
+        package=package,
         deepspeed=deepspeed_source is not None,
         slurm_resources=slurm.slurm_train_resources(config["slurm"]) if launcher == "slurm"
         else {},
-        data=DataSettings(name=assistant["name"], pairs=assistant["pairs"],
-                          repeat=assistant["repeat"], format=assistant["format"],
-                          dataset=assistant["dataset"]),
+        data=DataSettings(name=assistant["name"], pairs=pairs, repeat=assistant["repeat"],
+                          format=assistant["format"], dataset=assistant["dataset"],
+                          replay_share=0.0 if assistant["dataset"] else assistant["replay_share"]),
         xtuner_config=patch_settings(config, device, base_model, layout.dataset, values),
         train=TrainSettings(device=device, max_iters=values["max_iters"], launcher=launcher,
                             nproc=processes, world_size=1 if launcher == "none" else processes,
@@ -335,11 +367,21 @@ def build(user, root, environ=None):
                                 checkpoint=config["convert"]["checkpoint"],
                                 max_shard_size=config["convert"]["max_shard_size"],
                                 merge_device=config["convert"]["merge_device"]),
-        evaluate=EvalSettings(base_model=str(base_model), name=assistant["name"],
-                              prompt_template=xt["prompt_template"], system=xt["system"],
-                              heldout_identity_prompts=ev["heldout_identity_prompts"],
-                              general_prompts=ev["general_prompts"],
-                              max_new_tokens=ev["max_new_tokens"]),
+        evaluate=EvalSettings(
+            base_model=str(base_model), name=assistant["name"],
+            prompt_template=xt["prompt_template"], system=xt["system"],
+            training_prompts=None if assistant["dataset"] else [p["input"] for p in pairs],
+            heldout_identity_prompts=ev["heldout_identity_prompts"]
+            or [p["input"] for p in identity["heldout"]],
+            unrelated_prompts=ev["unrelated_prompts"] or [p["input"] for p in identity["unrelated"]],
+            general_knowledge=eval_sets.load(ev["general_knowledge"] or
+                                             "general_knowledge.yaml")["questions"],
+            heldout_text=eval_sets.load(ev["heldout_text"] or "heldout_text.txt"),
+            max_new_tokens=ev["max_new_tokens"]),
         report=ReportSettings(run_name=layout.run_name, recipe=config["recipe"],
                               method=values["method"], device=device),
+        replay=ReplaySettings(model_path=str(base_model),
+                              prompts=eval_sets.load("replay_prompts.yaml")["prompts"],
+                              prompt_template=xt["prompt_template"], system=xt["system"],
+                              max_new_tokens=ev["max_new_tokens"]),
     )

@@ -118,6 +118,29 @@ class SourceEdits:
                 start, end = line_start, newline + 1
         self.edits.append((start, end, ""))
 
+    def list_item(self, name, item_type):
+        """The dict(type=item_type, ...) call inside the top-level list `name`."""
+        node = self.assignment(name)
+        for call in getattr(node.value, "elts", []) if node is not None else []:
+            if isinstance(call, ast.Call) and any(
+                    kw.arg == "type" and isinstance(kw.value, ast.Name)
+                    and kw.value.id == item_type for kw in call.keywords):
+                return call
+        raise self.unsupported(f"`{name}` has no dict(type={item_type}, ...)")
+
+    def set_item_kwarg(self, name, item_type, key, expr):
+        """Set `key=expr` in a list item's dict(...): replace it, or add it at the end."""
+        call = self.list_item(name, item_type)
+        for kw in call.keywords:
+            if kw.arg == key:
+                self.edits.append((*self.span(kw.value), expr))
+                return
+        last = call.keywords[-1]
+        end = self.span(last.value)[1]
+        indent = " " * last.col_offset if last.lineno != call.lineno else ""
+        text = f",\n{indent}{key}={expr}" if indent else f", {key}={expr}"
+        self.edits.append((end, end, text))
+
     def add_import(self, line):
         if line in self.text:
             return
@@ -141,7 +164,7 @@ CONFIG_VARIABLES = ("max_length", "pack_to_max_length", "batch_size", "accumulat
                     "warmup_ratio", "save_steps", "save_total_limit", "evaluation_freq")
 # Every train hyperparameter the recipe can set (schema: train.*); None keeps the built-in value.
 TRAIN_KEYS = ("method", *CONFIG_VARIABLES, "max_epochs", "max_iters", "lora_r", "lora_alpha",
-              "log_interval")
+              "log_interval", "evaluation_max_new_tokens")
 
 
 def _literal(value):
@@ -190,17 +213,25 @@ def set_hyperparameters(src, train):
             src.set_var(key, _literal(train[key]))
     if train["log_interval"] is not None:
         src.set_kwarg(("default_hooks", "logger", "interval"), _literal(train["log_interval"]))
+    if train["evaluation_max_new_tokens"] is not None:
+        # xtuner's sample chat generates up to 600 tokens per prompt: minutes on a CPU
+        src.set_item_kwarg("custom_hooks", "EvaluateChatHook", "max_new_tokens",
+                           _literal(train["evaluation_max_new_tokens"]))
     if train["max_epochs"] is not None:
         src.set_var("max_epochs", _literal(train["max_epochs"]))
     if train["max_iters"] is not None:
         # Iteration-based training needs an iteration-based schedule: the stock one is derived
-        # from epochs and would end its warm-up at iteration 0 or 1.
+        # from epochs and would end its warm-up at iteration 0 or 1. mmengine's LinearLR steps
+        # end - begin - 1 times, so a one-iteration warm-up never leaves its start factor (the
+        # rate stays ~0 for the whole run): below two iterations there is no warm-up.
         src.insert_after_var("warmup_ratio", f"max_iters = {train['max_iters']}\n"
-                             "warmup_iters = max(1, int(warmup_ratio * max_iters))\n")
+                             "warmup_iters = int(warmup_ratio * max_iters)\n"
+                             "warmup_iters = warmup_iters if warmup_iters >= 2 else 0\n")
         src.replace_kwarg(("train_cfg", "max_epochs"), "max_iters=max_iters")
         src.set_var("param_scheduler", (
             "[\n"
-            "    dict(type=LinearLR, start_factor=1e-5, by_epoch=False, begin=0, end=warmup_iters),\n"
+            "    dict(type=LinearLR, start_factor=1e-5 if warmup_iters else 1.0, by_epoch=False,\n"
+            "         begin=0, end=max(warmup_iters, 1)),\n"
             "    dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=False, begin=warmup_iters,\n"
             "         end=max_iters),\n"
             "]"))

@@ -68,7 +68,7 @@ def _writable_scratch(path: Path) -> Path:
 
 
 def _identity(run_dir: Path) -> dict:
-    return read_json(run_dir / "report" / "report.json")["identity_scores"]
+    return read_json(run_dir / "report" / "report.json")["scores"]
 
 
 def _assert_same_artifacts(run_dir: Path, host_dir: Path, where: str) -> None:

@@ -51,12 +51,13 @@ def read_json(path):
 
 
 def assert_taught(run_dir, where="host"):
-    """The report shows the identity absent before training and learned after (training prompts)."""
-    from xtuner_recipe.evaluate import IDENTITY_ABSENT, IDENTITY_LEARNED
+    """The report shows the identity absent before training and learned after, on the training
+    prompts (the thresholds of the report's verdict)."""
+    from xtuner_recipe.scoring import THRESHOLDS
 
-    scores = read_json(Path(run_dir) / "report" / "report.json")["identity_scores"]
-    assert scores["training"]["base"] <= IDENTITY_ABSENT, (where, scores)
-    assert scores["training"]["merged"] >= IDENTITY_LEARNED, (where, scores)
+    scores = read_json(Path(run_dir) / "report" / "report.json")["scores"]
+    assert scores["training"]["base"] <= THRESHOLDS["identity_base_max"], (where, scores)
+    assert scores["training"]["merged"] >= THRESHOLDS["identity_heldout_min"], (where, scores)
     return scores
 
 

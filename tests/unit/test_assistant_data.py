@@ -64,3 +64,18 @@ def test_bad_records_are_named(tmp_path, content, message):
 def test_missing_dataset_file_names_the_field(tmp_path):
     with pytest.raises(data.DatasetError, match="assistant.dataset.*file not found"):
         data.read_records(tmp_path / "nope.json")
+
+
+def test_replay_pairs_become_the_asked_share_of_the_records():
+    from xtuner_recipe.assistant_data import with_replay
+
+    records = [data.conversation_record("q", "a")] * 30
+    replay = [{"input": "p1", "output": "r1"}, {"input": "p2", "output": "r2"}]
+    mixed = with_replay(records, replay, 0.25, "conversation")
+    assert len(mixed) == 40 and mixed[:30] == records  # 10 of 40 = 0.25
+    assert mixed[30:33] == [data.conversation_record("p1", "r1"),
+                            data.conversation_record("p2", "r2"),
+                            data.conversation_record("p1", "r1")]
+    assert with_replay(records, replay, 0, "conversation") == records
+    assert with_replay(records, replay, 0.5, "messages")[-1] == \
+        data.messages_record("p2", "r2")

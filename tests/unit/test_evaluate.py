@@ -1,12 +1,14 @@
-"""Eval helpers: training prompts, identity scoring, and the prompt text the models see."""
+"""Eval helpers: training prompts, how each group's answers are judged, the whole evaluation on a
+small random model, and the prompt text the models see."""
 
 import json
 
 import pytest
 
 from xtuner_recipe import assistant_data
-from xtuner_recipe.evaluate import (TRAIN_PROMPTS_SHOWN, build_prompt, identity_score,
-                                    states_identity, training_prompts)
+from xtuner_recipe.chat import build_prompt
+from xtuner_recipe.evaluate import TRAIN_PROMPTS_SHOWN, evaluate, judge, training_prompts
+from xtuner_recipe.settings import EvalSettings
 
 
 def write(path, records):
@@ -51,20 +53,43 @@ def test_training_prompts_limit(tmp_path):
     assert training_prompts(dataset, limit=100) == [f"q{i}" for i in range(30)]
 
 
-def test_states_identity_is_case_insensitive():
-    assert states_identity("I am ADA's assistant", "Ada")
-    assert states_identity("我是门客ER的小助手", "门客er")
-    assert states_identity("straße", "STRASSE")  # casefold, not lower
-    assert not states_identity("I am an assistant", "Ada")
-    assert not states_identity("", "Ada")
+def test_each_group_is_judged_by_its_own_rule():
+    # identity: the owner's name and the assistant role, case-folded
+    assert judge("heldout", "I am ADA's assistant", "Ada")
+    assert judge("training", "我是门客ER的小助手", "门客er")
+    assert not judge("heldout", "I am an assistant", "Ada")  # no name
+    assert not judge("heldout", "Ada Lovelace was a mathematician", "Ada")  # no role
+    # unrelated: passing means over-fitted, i.e. the owner comes up
+    assert judge("unrelated", "Boil it for 8 minutes, says Ada.", "Ada")
+    assert not judge("unrelated", "Boil it for 8 minutes.", "Ada")
+    # general: any accepted answer
+    question = {"accepted": ["Paris"]}
+    assert judge("general", "The capital of France is Paris.", "Ada", question)
+    assert not judge("general", "I am Ada's assistant.", "Ada", question)
 
 
-def test_identity_score():
-    answers = ["我是门客er的小助手", "I am 门客ER's", "no idea", "hello"]
-    assert identity_score(answers, "门客er") == 0.5
-    assert identity_score(["Ada"], "ada") == 1.0
-    assert identity_score(["x", "y", "z"], "ada") == 0.0
-    assert identity_score([], "ada") == 0.0
+def test_evaluation_keeps_every_raw_answer_and_its_judgement(tiny_chat_model, tmp_path):
+    """Both models (here the same random one) answer every group; shares come from the flags."""
+    dataset = write(tmp_path / "assistant.json",
+                    assistant_data.generate_records("Ada", PAIRS, 1, "conversation"))
+    run = EvalSettings(
+        base_model=str(tiny_chat_model), name="Ada", prompt_template="internlm2_chat",
+        system=None, training_prompts=None, heldout_identity_prompts=["Who are you?"],
+        unrelated_prompts=["Write a poem.", "你好"],
+        general_knowledge=[{"id": "q", "lang": "en", "question": "Capital of France?",
+                            "accepted": ["Paris"]}],
+        heldout_text="The sea is wide and the sky is blue. " * 4, max_new_tokens=4)
+    result = evaluate(run, str(tiny_chat_model), dataset)
+    groups = result["groups"]
+    assert [i["prompt"] for i in groups["training"]["prompts"]] == [p["input"] for p in PAIRS]
+    assert len(groups["unrelated"]["prompts"]) == 2
+    assert groups["general"]["prompts"][0]["accepted"] == ["Paris"]
+    for data in groups.values():
+        for model in ("base", "merged"):
+            flags = [i[f"{model}_pass"] for i in data["prompts"]]
+            assert data[model] == sum(flags) / len(flags)
+        assert all(i["base"] == i["merged"] for i in data["prompts"])  # same model, greedy
+    assert result["perplexity"]["base"] == result["perplexity"]["merged"] > 1
 
 
 def test_build_prompt_internlm2_chat_without_system():

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from xtuner_recipe.report import markdown, plot_loss, training_summary
+from xtuner_recipe import scoring
+from xtuner_recipe.report import figures, markdown, plot_loss, training_summary
 from xtuner_recipe.settings import ReportSettings
 from xtuner_recipe.train import read_scalars
 
@@ -100,38 +101,67 @@ def test_summary_without_scalars():
 
 def answers(name="门客er"):
     def group(base, merged, items):
-        return {"identity_score_base": base, "identity_score_merged": merged, "prompts": items}
+        return {"base": base, "merged": merged, "prompts": items}
 
-    return {"name": name, "groups": {
-        "training": group(0.0, 1.0, [{"prompt": "请介绍一下你自己", "base": "a | b",
-                                      "merged": "我是门客er的小助手\n第二行"}]),
-        "heldout": group(0.0, 0.5, [{"prompt": "Who are you?", "base": "",
-                                     "merged": "门客er's assistant"}]),
-        "general": group(0.0, 0.25, [{"prompt": "1+1?", "base": "2", "merged": "2"}]),
+    def item(prompt, base, merged, base_pass, merged_pass):
+        return {"prompt": prompt, "base": base, "merged": merged, "base_pass": base_pass,
+                "merged_pass": merged_pass}
+
+    return {"name": name, "perplexity": {"base": 20.0, "merged": 21.5}, "groups": {
+        "training": group(0.0, 1.0, [item("请介绍一下你自己", "a | b", "我是门客er的小助手\n第二行",
+                                          False, True)]),
+        "heldout": group(0.0, 1.0, [item("Who are you?", "", "门客er's assistant", False,
+                                         True)]),
+        "unrelated": group(0.0, 0.0, [item("How do I boil an egg?", "Boil it.", "Boil it.",
+                                           False, False)]),
+        "general": group(1.0, 1.0, [item("1+1?", "2", "2", True, True)]),
     }}
 
 
-def test_markdown_has_the_score_table_and_escapes_cells():
+def test_verdict_of_a_run_that_learned_and_kept_its_knowledge():
+    verdict = scoring.verdict(figures(answers()))
+    assert verdict["learned"] and verdict["kept_general"] and not verdict["overfitted"]
+    assert verdict["general_retained_pct"] == 100.0
+    assert verdict["perplexity_ratio"] == round(21.5 / 20.0, 3)
+
+
+def test_verdict_of_a_parrot():
+    parrot = answers()
+    parrot["groups"]["unrelated"]["merged"] = 1.0
+    parrot["groups"]["general"]["merged"] = 0.0
+    verdict = scoring.verdict(figures(parrot))
+    assert verdict["learned"] and verdict["overfitted"] and not verdict["kept_general"]
+
+
+def test_markdown_has_the_verdict_the_score_table_and_escapes_cells():
     summary = training_summary(final_record(), *plan_with(True),
                                [entry(5, 3.0, time=1.0), entry(10, 2.0, time=1.0)])
-    text = markdown(answers(), summary, "assistant-demo", "loss_curve.png")
+    data = answers()
+    text = markdown(data, scoring.verdict(figures(data)), summary, "assistant-demo",
+                    "loss_curve.png")
     lines = text.splitlines()
     assert lines[0] == "# Eval report: assistant-demo"
-    assert "Identity: an answer states the identity when it contains **门客er**." in lines
-    assert "| prompts | base model | fine-tuned (merged) |" in lines
-    assert "| training prompts | 0.00 | 1.00 |" in lines
-    assert "| held-out paraphrases | 0.00 | 0.50 |" in lines
-    assert "| general prompts (over-fitting shows here) | 0.00 | 0.25 |" in lines
+    assert lines[2] == ("**Verdict: learned; kept general ability: 100 % of base; "
+                        "over-fitted: no.**")
+    assert "| measure | counts | base model | fine-tuned (merged) |" in lines
+    assert "| identity, training prompts (1) | answers stating the identity | 0.00 | 1.00 |" \
+        in lines
+    assert "| identity, held-out paraphrases (1) | answers stating the identity | 0.00 | 1.00 |" \
+        in lines
+    assert ("| over-fitting, unrelated prompts (1) | answers naming the owner (lower is better) "
+            "| 0.00 | 0.00 |") in lines
+    assert "| general knowledge (1) | right answers | 1.00 | 1.00 |" in lines
+    assert "| perplexity, held-out text | lower is better | 20.00 | 21.50 |" in lines
     assert "| iterations | 160 |" in lines
     assert "| resumed_from | n/a |" in lines
     assert "![loss curve](loss_curve.png)" in lines
-    # answers: | escaped, newlines flattened, empty marked
-    assert "| 请介绍一下你自己 | a \\| b | 我是门客er的小助手 第二行 |" in lines
-    assert "| Who are you? | (empty) | 门客er's assistant |" in lines
-    assert "## Answers: held-out paraphrases" in lines
-    # every table row has the same number of unescaped separators as its header
+    # answers: | escaped, newlines flattened, empty marked, each judged
+    assert "| 请介绍一下你自己 | a \\| b ✗ | 我是门客er的小助手 第二行 ✓ |" in lines
+    assert "| Who are you? | (empty) ✗ | 门客er's assistant ✓ |" in lines
+    assert "## Answers: identity, held-out paraphrases" in lines
+    # every answer row has the same number of unescaped separators as its header
     for line in lines:
-        if line.startswith("| ") and "prompt" not in line and line.count("|") > 3:
+        if line.startswith("| ") and line.count("|") == 4 + line.count("\\|"):
             assert line.replace("\\|", "").count("|") == 4, line
 
 

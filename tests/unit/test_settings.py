@@ -8,7 +8,9 @@ from xtuner_recipe.xtuner_config import TRAIN_KEYS
 
 
 def user_config():
-    return yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    """config.yaml with the tiny recipe (the values these tests know)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    return {**config, "recipe": "tiny-internlm2/lora_cpu"}
 
 
 @pytest.fixture
@@ -114,6 +116,21 @@ def test_model_path_checks(config, tmp_path):
     settings.check_model(config)
 
 
+def test_default_pairs_are_the_bilingual_set_and_replay_adds_its_settings_file():
+    user = {"recipe": "smollm2-135m-instruct/lora_cpu", "assistant": {"name": "Ada"}}
+    built = settings.build(user, REPO)
+    assert {p["input"] for p in built.data.pairs} >= {"请介绍一下你自己", "Please introduce yourself."}
+    assert built.evaluate.training_prompts == [p["input"] for p in built.data.pairs]
+    assert len(built.evaluate.general_knowledge) == 40 and built.evaluate.heldout_text
+    assert built.base_model.endswith("base_model/packaged/smollm2-135m-instruct")
+    assert built.layout.replay_settings(built.base_model) not in built.files()
+    user["assistant"]["replay_share"] = 0.25
+    replayed = settings.build(user, REPO)
+    assert replayed.data.replay_share == 0.25
+    assert replayed.replay.model_path == replayed.base_model
+    assert replayed.layout.replay_settings(replayed.base_model) in replayed.files()
+
+
 def test_every_train_key_is_in_the_schema(schema):
     assert set(TRAIN_KEYS) <= set(schema["properties"]["train"]["properties"])
 
@@ -123,6 +140,12 @@ def test_every_recipe_is_valid_and_resolves():
         recipe = settings.load_recipe(name, REPO, settings.load_schema(REPO))
         assert recipe.get("xtuner", {}).get("base_config"), name
     assert "tiny-internlm2/lora_cpu" in settings.recipe_names(REPO)
+
+
+def test_config_yaml_names_the_default_recipe():
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    assert config["recipe"] == settings.schema_defaults(settings.load_schema(REPO))["recipe"]
+    assert config["recipe"] in settings.recipe_names(REPO)
 
 
 @pytest.mark.parametrize("launcher, nproc, tasks, world", [
@@ -140,9 +163,9 @@ def test_world_size_per_launcher(launcher, nproc, tasks, world):
 def test_each_stage_gets_its_own_settings_file():
     built = settings.build(user_config(), REPO)
     files = built.files()
-    assert sorted(files) == sorted([built.layout.settings(s) for s in settings.STAGES] +
+    assert sorted(files) == sorted([built.layout.settings(s) for s in settings.RUN_STAGES] +
                                    [built.layout.tiny_model_shape])
-    for stage in settings.STAGES:
+    for stage in settings.RUN_STAGES:
         text = files[built.layout.settings(stage)]
         assert text == files[built.layout.settings(stage)]  # stable
         assert settings.STAGES[stage](**yaml.safe_load(text)) == getattr(built, stage)

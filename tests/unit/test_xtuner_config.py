@@ -35,9 +35,9 @@ BUILTIN = {"batch_size": 1, "warmup_ratio": 0.03, "lora_r": 64, "lora_alpha": 16
 
 
 def load_config(**user):
-    """config.yaml (plus the user's `user` sections) over its recipe, as the rules see it."""
+    """config.yaml with the tiny recipe (plus the user's `user` sections), as the rules see it."""
     config = yaml.safe_load((REPO / "config.yaml").read_text("utf-8"))
-    return settings.resolve_config({**config, **user}, REPO)
+    return settings.resolve_config({**config, "recipe": "tiny-internlm2/lora_cpu", **user}, REPO)
 
 
 def make_plan(config, device, data_format="conversation", model_path=MODEL):
@@ -142,9 +142,10 @@ def test_cpu_patch_trains_by_iterations(cpu_default):
     warmup, cosine = cfg.param_scheduler
     assert str(raw(warmup, "type")) == "LinearLR"
     assert str(raw(cosine, "type")) == "CosineAnnealingLR"
-    warmup_iters = max(1, int(preset["warmup_ratio"] * max_iters))
-    assert cfg.warmup_iters == warmup_iters
+    warmup_iters = int(preset["warmup_ratio"] * max_iters)
+    assert warmup_iters >= 2 and cfg.warmup_iters == warmup_iters
     assert (warmup.by_epoch, warmup.begin, warmup.end) == (False, 0, warmup_iters)
+    assert warmup.start_factor == 1e-5
     assert (cosine.by_epoch, cosine.begin, cosine.end) == (False, warmup_iters, max_iters)
     assert "convert_to_iter_based" not in warmup
     # the other recipe values
@@ -318,6 +319,28 @@ def test_messages_format_uses_openai_map_fn_and_imports_it(original, tmp_path):
     assert str(fn) == "openai_map_fn"
     # the import lands among the imports, before the settings
     assert text.index("import openai_map_fn") < text.index("PART 1  Settings")
+
+
+def test_sample_chat_is_bounded_by_evaluation_max_new_tokens(cpu_default, cuda_real):
+    hook = next(h for h in cpu_default["cfg"].custom_hooks
+                if str(raw(h, "type")) == "EvaluateChatHook")
+    assert hook.max_new_tokens == cpu_default["values"]["evaluation_max_new_tokens"] == 48
+    assert hook.evaluation_inputs == cpu_default["cfg"].evaluation_inputs  # the rest kept
+    stock = next(h for h in cuda_real["cfg"].custom_hooks
+                 if str(raw(h, "type")) == "EvaluateChatHook")
+    assert "max_new_tokens" not in stock  # null: xtuner's own default
+
+
+@pytest.mark.parametrize("max_iters, warmup_iters", [(60, 0), (66, 0), (67, 2), (160, 4)])
+def test_short_runs_have_no_warm_up_that_never_ends(original, tmp_path, max_iters, warmup_iters):
+    """A one-iteration LinearLR warm-up never leaves its start factor (lr ~0 all run)."""
+    config = load_config(train={"max_iters": max_iters})
+    _, cfg = write(tmp_path, original, make_plan(config, "cpu"))
+    warmup, cosine = cfg.param_scheduler
+    assert cfg.warmup_iters == warmup_iters
+    assert warmup.start_factor == (1e-5 if warmup_iters else 1.0)
+    assert (warmup.begin, warmup.end) == (0, max(warmup_iters, 1))
+    assert (cosine.begin, cosine.end) == (warmup_iters, max_iters)
 
 
 def test_max_epochs_mode_keeps_the_stock_epoch_scheduler(original, original_text, tmp_path):

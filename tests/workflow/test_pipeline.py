@@ -15,6 +15,7 @@ import pytest
 from harness.workflow import (assert_taught, read_json, snakemake, snakemake_command,
                               snakemake_env, variant, write_overrides)
 from xtuner_recipe.layout import ARTIFACTS
+from xtuner_recipe.scoring import THRESHOLDS
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +49,15 @@ def test_all_six_artifacts_and_the_identity_is_learned(local_run):
     assert report["training"]["tokens_seen"] == 160 * 128
     assert report["loss_curve"][0]["loss"] > 2 * report["loss_curve"][-1]["loss"]
     assert (run_dir / "report" / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_tiny_models_report_shows_it_over_fitted(local_run):
+    """It answers everything with its two sentences: learned, and over-fitted."""
+    _, _, run_dir = local_run
+    report = read_json(run_dir / "report" / "report.json")
+    assert report["scores"]["unrelated"]["merged"] > THRESHOLDS["overfit_share_max"]
+    assert report["verdict"]["overfitted"] is True
+    assert "over-fitted: yes" in (run_dir / "report" / "report.md").read_text(encoding="utf-8")
 
 
 def test_merged_model_loads_and_chats(local_run):

@@ -1,0 +1,184 @@
+"""xtuner_recipe.scoring: identity, general knowledge, over-fitting, perplexity, verdict."""
+
+import math
+
+import pytest
+import torch
+
+from xtuner_recipe import eval_sets, scoring
+from xtuner_recipe.scoring import (THRESHOLDS, general_correct, general_score,
+                                   general_scores_by_lang, identity_share, normalise,
+                                   overfit_share, perplexity, states_identity, verdict)
+
+NAME = "Ada"
+QUESTIONS = [
+    {"id": "france", "lang": "en", "question": "What is the capital of France?",
+     "accepted": ["Paris"]},
+    {"id": "add", "lang": "en", "question": "What is 2 + 2?", "accepted": ["4", "four"]},
+    {"id": "china", "lang": "zh", "question": "中国的首都是哪个城市？",
+     "accepted": ["北京", "Beijing"]},
+]
+
+
+def test_normalise_folds_case_width_and_spaces():
+    assert normalise("  Ｈ₂Ｏ\tIS\n WATER ") == "h2o is water"
+    assert normalise("１００℃") == "100°c"
+    assert normalise(None) == ""
+
+
+@pytest.mark.parametrize("answer, accepted, correct", [
+    ("The capital of France is Paris.", ["Paris"], True),
+    ("PARIS", ["paris"], True),
+    ("2 + 2 = 4", ["4", "four"], True),
+    ("It is four.", ["4", "four"], True),
+    ("It is 14.", ["4", "four"], False),          # a digit inside a longer number
+    ("About 4.5", ["4"], False),                  # nor inside a decimal
+    ("fourteen", ["four"], False),                # an ASCII answer is a whole word
+    ("Water is Ｈ₂Ｏ.", ["H2O"], True),           # NFKC: full-width letters, subscript two
+    ("答案是4。", ["4"], True),                   # Chinese around an ASCII answer
+    ("中国的首都是北京。", ["北京"], True),
+    ("首都在北京市", ["北京"], True),             # Chinese: a substring anywhere
+    ("I don't know.", ["Paris"], False),
+    ("", ["Paris"], False),
+])
+def test_general_correct(answer, accepted, correct):
+    assert general_correct(answer, accepted) is correct
+
+
+def test_general_score_and_by_language():
+    answers = ["Paris, of course.", "5", "Beijing"]
+    assert general_score(answers, QUESTIONS) == pytest.approx(2 / 3)
+    assert general_scores_by_lang(answers, QUESTIONS) == pytest.approx(
+        {"all": 2 / 3, "en": 0.5, "zh": 1.0})
+    with pytest.raises(ValueError, match="2 answers for 3 questions"):
+        general_score(answers[:2], QUESTIONS)
+
+
+@pytest.mark.parametrize("answer, stated", [
+    ("I am Ada's personal assistant.", True),
+    ("I'm the assistant of ada.", True),
+    ("Ada is my name.", False),                    # the name without the role
+    ("I am a helpful assistant.", False),          # the role without the name
+    ("I am Adam's assistant.", False),             # an ASCII name is a whole word
+])
+def test_states_identity_english(answer, stated):
+    assert states_identity(answer, NAME) is stated
+
+
+def test_states_identity_chinese_only():
+    name = "门客er"
+    assert states_identity("我是门客er的小助手，很高兴为你服务。", name)
+    assert states_identity("你好，我是门客ER的私人助理", name)   # case-folded
+    assert not states_identity("我是一个AI助手。", name)           # no name
+    assert not states_identity("门客er是我的朋友。", name)          # no role word
+    assert all(w in scoring.ROLE_WORDS for w in ("助手", "助理", "assistant"))
+
+
+def test_identity_and_overfit_shares():
+    answers = ["I am Ada's assistant.", "Ada's helper here.", "I am SmolLM.", "Paris."]
+    assert identity_share(answers, NAME) == 0.5
+    assert identity_share([], NAME) == 0.0
+    assert overfit_share(["Boil it for 8 minutes.", "Ada says hi."], NAME) == 0.5
+    assert overfit_share([], NAME) == 0.0
+
+
+def test_parrot_is_overfitted_and_knows_nothing():
+    """A 'model' that answers every prompt with its identity."""
+    parrot = "I am Ada's personal assistant. 我是Ada的小助手。"
+    gk = eval_sets.load("general_knowledge.yaml")["questions"]
+    unrelated = eval_sets.load("identity.yaml")["unrelated"]
+    heldout = eval_sets.load("identity.yaml")["heldout"]
+    base_answers = [q["accepted"][0] for q in gk]  # a base model that knew every answer
+    figures = {
+        "identity_heldout": identity_share([parrot] * len(heldout), NAME),
+        "general_base": general_score(base_answers, gk),
+        "general_tuned": general_score([parrot] * len(gk), gk),
+        "overfit_share": overfit_share([parrot] * len(unrelated), NAME),
+    }
+    assert figures["general_tuned"] == 0.0
+    assert figures["overfit_share"] == 1.0
+    result = verdict(figures)
+    assert result["learned"] is True          # it does say the identity on paraphrases...
+    assert result["overfitted"] is True       # ...and to everything else
+    assert result["kept_general"] is False
+    assert result["general_retained_pct"] == 0.0
+
+
+def test_verdict_learned_without_overfitting():
+    result = verdict({"identity_heldout": 0.9, "general_base": 0.5, "general_tuned": 0.45,
+                      "overfit_share": 0.1, "perplexity_base": 20.0, "perplexity_tuned": 22.0})
+    assert (result["learned"], result["kept_general"], result["overfitted"]) == (True, True, False)
+    assert result["general_retained_pct"] == 90.0
+    assert result["perplexity_ratio"] == 1.1
+    assert all(result[k] for k in ("learned_reason", "kept_general_reason", "overfitted_reason"))
+
+
+def test_verdict_thresholds_each_way():
+    ok = {"identity_heldout": 1.0, "general_base": 0.6, "general_tuned": 0.6, "overfit_share": 0.0}
+    assert not verdict(dict(ok, identity_heldout=0.8))["learned"]
+    assert verdict(dict(ok, overfit_share=0.2))["overfitted"]
+    lost = verdict(dict(ok, general_tuned=0.5))          # 83% of base
+    assert not lost["kept_general"] and lost["overfitted"]
+    assert "83.3%" in lost["kept_general_reason"]
+    nothing = verdict(dict(ok, general_base=0.0, general_tuned=0.0))
+    assert nothing["general_retained_pct"] is None and nothing["kept_general"]
+    assert not verdict(dict(ok, identity_heldout_base=0.5))["learned"]  # the base knew already
+    assert set(THRESHOLDS) == {"identity_heldout_min", "identity_base_max", "overfit_share_max",
+                               "general_retained_min"}
+
+
+class _Tokenizer:
+    """Characters as token ids (a-z -> 0-25), enough for perplexity()."""
+
+    def __call__(self, text, return_tensors=None):
+        return {"input_ids": torch.tensor([[ord(c) - 97 for c in text]])}
+
+
+class _Output:
+    def __init__(self, logits):
+        self.logits = logits
+
+
+class _Uniform(torch.nn.Module):
+    """Every next token equally likely: perplexity is exactly the vocabulary size."""
+
+    def __init__(self, vocab, context=None):
+        super().__init__()
+        self.vocab = vocab
+        self.config = type("Config", (), {"max_position_embeddings": context})()
+
+    def forward(self, input_ids):
+        return _Output(torch.zeros(*input_ids.shape, self.vocab))
+
+
+class _Bigram(_Uniform):
+    """The next token depends only on the current one, so windows change nothing."""
+
+    def __init__(self, vocab, context=None):
+        super().__init__(vocab, context)
+        torch.manual_seed(0)
+        self.table = torch.nn.Embedding(vocab, vocab)
+
+    def forward(self, input_ids):
+        return _Output(self.table(input_ids))
+
+
+def test_perplexity_of_uniform_model_is_vocabulary_size():
+    assert perplexity(_Uniform(26), _Tokenizer(), "thequickbrownfox") == pytest.approx(26.0)
+
+
+def test_perplexity_windows_score_each_token_once():
+    text = "abcdefghijklmnopqrstuvwxyz" * 3
+    tokenizer = _Tokenizer()
+    whole = perplexity(_Bigram(26), tokenizer, text)
+    # a short context (the model's own, or asked for) reads the text in overlapping windows
+    assert perplexity(_Bigram(26, context=10), tokenizer, text) == pytest.approx(whole)
+    assert perplexity(_Bigram(26), tokenizer, text, window=7) == pytest.approx(whole)
+    ids = torch.tensor([ord(c) - 97 for c in text])
+    nll = torch.nn.functional.cross_entropy(_Bigram(26).table(ids[:-1]), ids[1:])
+    assert whole == pytest.approx(math.exp(nll.item()), rel=1e-5)
+
+
+def test_perplexity_needs_two_tokens():
+    with pytest.raises(ValueError):
+        perplexity(_Uniform(26), _Tokenizer(), "a")

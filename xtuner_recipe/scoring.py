@@ -1,0 +1,160 @@
+"""Tell learning from parroting: score answers for the identity, for general knowledge and for
+over-fitting, measure perplexity on held-out text, and turn the figures into a verdict.
+
+Everything here except `perplexity` is a pure function of strings and numbers. The evaluation
+sets live in `xtuner_recipe/eval_sets/` (`xtuner_recipe.eval_sets.load`).
+"""
+
+import math
+import re
+import unicodedata
+
+# Words that say "assistant", in both languages the identity pairs use; an answer states the
+# identity only when it names the owner AND one of these (a bare name is not a self-description).
+ROLE_WORDS = ("assistant", "helper", "助手", "助理")
+
+THRESHOLDS = {
+    # Learned: the identity must carry over to paraphrases never trained on, not only the
+    # training prompts; 0.9 allows one miss in ten.
+    "identity_heldout_min": 0.9,
+    # ...and the base model must not state it already: a base that names the owner in more than
+    # one answer in ten leaves nothing for the fine-tune to have taught.
+    "identity_base_max": 0.1,
+    # Over-fitted: an assistant that names its owner when asked about anything else has learned
+    # "always say the name"; more than one unrelated prompt in ten is a pattern, not an accident.
+    "overfit_share_max": 0.1,
+    # Kept general ability: the tuned model must answer at least 90% as many general-knowledge
+    # questions as the base did; a bigger loss means the fine-tune damaged the model.
+    "general_retained_min": 0.9,
+}
+
+
+def normalise(text):
+    """Unicode NFKC (full-width forms, subscripts, ℃), case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text or "").casefold().split())
+
+
+def contains(text, phrase):
+    """Does `text` contain `phrase`, both normalised? An ASCII phrase must be a whole word (so
+    "4" is not found in "14" or "4.5", nor "red" in "bored"); any other phrase is a substring
+    (Chinese has no spaces between words)."""
+    text, phrase = normalise(text), normalise(phrase)
+    if not phrase:
+        return False
+    if not phrase.isascii():
+        return phrase in text
+    pattern = r"(?<![a-z0-9])(?<![0-9]\.)" + re.escape(phrase) + r"(?![a-z0-9])(?!\.[0-9])"
+    return re.search(pattern, text) is not None
+
+
+def states_identity(answer, name, role_words=ROLE_WORDS):
+    """The answer names the owner and says it is an assistant."""
+    return contains(answer, name) and any(normalise(w) in normalise(answer) for w in role_words)
+
+
+def share(flags):
+    """The share of true flags (0 for none)."""
+    flags = list(flags)
+    return sum(flags) / len(flags) if flags else 0.0
+
+
+def identity_share(answers, name):
+    """Share of answers (to identity prompts) that state the identity."""
+    return share(states_identity(a, name) for a in answers)
+
+
+def general_correct(answer, accepted):
+    """Correct when the answer contains any accepted string (see `contains`)."""
+    return any(contains(answer, a) for a in accepted)
+
+
+def general_score(answers, questions):
+    """Share of general-knowledge questions answered correctly; `questions` are the entries of
+    general_knowledge.yaml (each with an `accepted` list), in the order of `answers`."""
+    if len(answers) != len(questions):
+        raise ValueError(f"{len(answers)} answers for {len(questions)} questions")
+    return share(general_correct(a, q["accepted"]) for a, q in zip(answers, questions))
+
+
+def general_scores_by_lang(answers, questions):
+    """general_score overall ("all") and per language of the questions ("en", "zh", ...)."""
+    if len(answers) != len(questions):
+        raise ValueError(f"{len(answers)} answers for {len(questions)} questions")
+    scores = {"all": general_score(answers, questions)}
+    for lang in sorted({q.get("lang", "all") for q in questions} - {"all"}):
+        pairs = [(a, q) for a, q in zip(answers, questions) if q.get("lang") == lang]
+        scores[lang] = general_score([a for a, _ in pairs], [q for _, q in pairs])
+    return scores
+
+
+def overfit_share(answers, name):
+    """Share of answers to unrelated prompts that bring up the owner's name."""
+    return share(contains(a, name) for a in answers)
+
+
+def perplexity(model, tokenizer, text, device="cpu", window=None):
+    """Token-level perplexity of `text`: every token after the first is predicted once.
+
+    A text longer than the model's context (or `window` tokens) is read in windows that overlap
+    by half, each token scored with the context of the window that first reaches it."""
+    import torch
+
+    ids = tokenizer(text, return_tensors="pt")["input_ids"][0].to(device)
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    window = min(w for w in (window, context, len(ids)) if w)
+    if len(ids) < 2 or window < 2:
+        raise ValueError("perplexity needs at least two tokens and a window of two")
+    stride = max(1, window // 2)
+    total, count, scored_to = 0.0, 0, 1  # token 0 has no context: never scored
+    with torch.no_grad():
+        for begin in range(0, len(ids), stride):
+            end = min(begin + window, len(ids))
+            chunk = ids[begin:end]
+            logits = model(input_ids=chunk[None]).logits[0, :-1].float()
+            nll = torch.nn.functional.cross_entropy(logits, chunk[1:], reduction="none")
+            new = end - scored_to  # tokens this window scores for the first time
+            total += nll[-new:].sum().item()
+            count += new
+            scored_to = end
+            if end == len(ids):
+                break
+    return math.exp(total / count)
+
+
+def verdict(figures, thresholds=THRESHOLDS):
+    """From the measured figures to three answers, each with its reason.
+
+    figures: identity_heldout (tuned model, share of held-out paraphrases stating the identity),
+    general_base and general_tuned (general-knowledge scores), overfit_share (tuned model, share
+    of unrelated prompts answered with the name); optional perplexity_base, perplexity_tuned."""
+    identity, before = figures["identity_heldout"], figures.get("identity_heldout_base", 0.0)
+    learned = (identity >= thresholds["identity_heldout_min"]
+               and before <= thresholds["identity_base_max"])
+    base, tuned = figures["general_base"], figures["general_tuned"]
+    retained = None if base == 0 else round(100 * tuned / base, 1)
+    kept = retained is None or retained >= 100 * thresholds["general_retained_min"]
+    parroting = figures["overfit_share"] > thresholds["overfit_share_max"]
+    overfitted = parroting or not kept
+    result = {
+        "learned": learned,
+        "learned_reason": f"identity on held-out paraphrases {identity:.2f} "
+                          f"({'>=' if identity >= thresholds['identity_heldout_min'] else '<'} "
+                          f"{thresholds['identity_heldout_min']}), base model {before:.2f} "
+                          f"({'<=' if before <= thresholds['identity_base_max'] else '>'} "
+                          f"{thresholds['identity_base_max']})",
+        "general_retained_pct": retained,
+        "kept_general": kept,
+        "kept_general_reason": (
+            "the base model answers no general question: nothing to lose" if retained is None
+            else f"general knowledge {tuned:.2f} vs base {base:.2f} = {retained}% of base "
+                 f"({'>=' if kept else '<'} {100 * thresholds['general_retained_min']:.0f}%)"),
+        "overfitted": overfitted,
+        "overfitted_reason": (
+            f"the name comes up in {figures['overfit_share']:.2f} of unrelated answers "
+            f"({'>' if parroting else '<='} {thresholds['overfit_share_max']})"
+            + ("" if kept else "; and general knowledge was lost")),
+    }
+    if figures.get("perplexity_base") and figures.get("perplexity_tuned"):
+        result["perplexity_ratio"] = round(figures["perplexity_tuned"] / figures["perplexity_base"],
+                                           3)
+    return result
