@@ -123,7 +123,11 @@ def test_default_pairs_are_the_bilingual_set_and_replay_adds_its_settings_file()
     assert built.evaluate.training_prompts == [p["input"] for p in built.data.pairs]
     assert len(built.evaluate.general_knowledge) == 40 and built.evaluate.heldout_text
     assert built.base_model.endswith("base_model/packaged/smollm2-135m-instruct")
-    assert built.layout.replay_settings(built.base_model) not in built.files()
+    assert built.data.replay_share == 0.4  # the recipe's
+    assert built.layout.replay_settings(built.base_model) in built.files()
+    user["assistant"]["replay_share"] = 0
+    plain = settings.build(user, REPO)
+    assert plain.layout.replay_settings(plain.base_model) not in plain.files()
     user["assistant"]["replay_share"] = 0.25
     replayed = settings.build(user, REPO)
     assert replayed.data.replay_share == 0.25
