@@ -365,7 +365,7 @@ def main(argv=None):
     import argparse
     import dataclasses
 
-    from xtuner_recipe import settings, xtuner_catalog
+    from xtuner_recipe import preflight, settings, use_runtime_env, xtuner_catalog
 
     parser = argparse.ArgumentParser(description="Write the patched xtuner config of a run.")
     parser.add_argument("--settings", required=True, help="settings/xtuner_config.json")
@@ -377,7 +377,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     plan = dataclasses.asdict(settings.read_stage(args.settings, "xtuner_config"))
     plan["data_format"] = json.loads(Path(args.dataset_info).read_text())["format"]
+    use_runtime_env()
     try:
+        preflight.check_model(plan["model_path"], plan["prompt_template"])
         write_patched_config(xtuner_catalog.check_base_config(plan["base_config"]), args.out,
                              args.diff, args.effective, plan)
         if args.deepspeed_out:
