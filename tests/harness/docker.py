@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.docker_engine import DockerEngine, EngineError
+from harness.docker_engine import DockerEngine, EngineError, ensure_installed
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "containers" / "build.sh"
@@ -80,6 +80,7 @@ def docker_engine():
 def cpu_image(docker_engine) -> str:
     """The tag of the CPU image, built (or found in the cache) for this session."""
     STATE["head"] = head_revision()  # what build.sh writes into the revision label
+    ensure_installed(("debootstrap",))  # build.sh base needs it; a fresh machine lacks it
     TIMINGS["base_s"] = build_image("base")
     TIMINGS["wheelhouse_s"] = build_image("wheelhouse")
     TIMINGS["cpu_image_s"] = build_image("cpu", "--tag", CPU_TAG)
