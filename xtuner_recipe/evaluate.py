@@ -41,15 +41,6 @@ def training_prompts(dataset_path, limit=TRAIN_PROMPTS_SHOWN):
     return seen
 
 
-def judge(group, answer, name, question=None):
-    """Whether one answer passes its group's test (for `unrelated`: whether it is over-fitted)."""
-    if group == "general":
-        return scoring.general_correct(answer, question["accepted"])
-    if group == "unrelated":
-        return scoring.contains(answer, name)
-    return scoring.states_identity(answer, name)
-
-
 def ask(model_path, run, prompts):
     """One model's answers to every group, its perplexity, and the seconds it took."""
     from xtuner_recipe.chat import ChatModel
@@ -86,7 +77,7 @@ def evaluate(run, merged, dataset):
                             accepted=question["accepted"])
             for model in ("base", "merged"):
                 item[model] = answers[model][group][i]
-                item[f"{model}_pass"] = judge(group, item[model], run.name, question)
+                item[f"{model}_pass"] = scoring.passes(group, item[model], run.name, question)
             items.append(item)
         groups[group] = {
             "prompts": items,

@@ -86,6 +86,15 @@ def figures(answers):
             "perplexity_tuned": answers["perplexity"]["merged"]}
 
 
+def by_language(items):
+    """lang -> (count, base share, tuned share) of general-knowledge items: a model may know one
+    language only, and the overall figure then hides it."""
+    langs = sorted({i["lang"] for i in items if i.get("lang")})
+    return {lang: (len(sub), scoring.share(i["base_pass"] for i in sub),
+                   scoring.share(i["merged_pass"] for i in sub))
+            for lang in langs for sub in [[i for i in items if i.get("lang") == lang]]}
+
+
 def verdict_line(verdict):
     kept = ("n/a (the base answers none)" if verdict["general_retained_pct"] is None
             else f"{verdict['general_retained_pct']:.0f} % of base")
@@ -106,6 +115,10 @@ def markdown(answers, verdict, summary, run_name, png_name):
         title, counts = GROUPS.get(group, (group, "passing answers"))
         lines.append(f"| {title} ({len(data['prompts'])}) | {counts} | {data['base']:.2f} | "
                      f"{data['merged']:.2f} |")
+        if group == "general":
+            for lang, (count, base, tuned) in by_language(data["prompts"]).items():
+                lines.append(f"| {title}, {lang} ({count}) | {counts} | {base:.2f} | "
+                             f"{tuned:.2f} |")
     ppl = answers["perplexity"]
     lines.append(f"| perplexity, held-out text | lower is better | {ppl['base']:.2f} | "
                  f"{ppl['merged']:.2f} |")
@@ -149,6 +162,8 @@ def main(argv=None):
         "thresholds": scoring.THRESHOLDS,
         "scores": {g: {"base": d["base"], "merged": d["merged"]}
                    for g, d in answers["groups"].items()},
+        "general_by_language": {lang: {"questions": n, "base": b, "merged": m} for lang, (n, b, m)
+                                in by_language(answers["groups"]["general"]["prompts"]).items()},
         "perplexity": answers["perplexity"],
         "training": summary,
         "loss_curve": [{"step": s["step"], "loss": s["loss"]} for s in scalars],

@@ -58,38 +58,20 @@ def share(flags):
     return sum(flags) / len(flags) if flags else 0.0
 
 
-def identity_share(answers, name):
-    """Share of answers (to identity prompts) that state the identity."""
-    return share(states_identity(a, name) for a in answers)
-
-
 def general_correct(answer, accepted):
     """Correct when the answer contains any accepted string (see `contains`)."""
     return any(contains(answer, a) for a in accepted)
 
 
-def general_score(answers, questions):
-    """Share of general-knowledge questions answered correctly; `questions` are the entries of
-    general_knowledge.yaml (each with an `accepted` list), in the order of `answers`."""
-    if len(answers) != len(questions):
-        raise ValueError(f"{len(answers)} answers for {len(questions)} questions")
-    return share(general_correct(a, q["accepted"]) for a, q in zip(answers, questions))
-
-
-def general_scores_by_lang(answers, questions):
-    """general_score overall ("all") and per language of the questions ("en", "zh", ...)."""
-    if len(answers) != len(questions):
-        raise ValueError(f"{len(answers)} answers for {len(questions)} questions")
-    scores = {"all": general_score(answers, questions)}
-    for lang in sorted({q.get("lang", "all") for q in questions} - {"all"}):
-        pairs = [(a, q) for a, q in zip(answers, questions) if q.get("lang") == lang]
-        scores[lang] = general_score([a for a, _ in pairs], [q for _, q in pairs])
-    return scores
-
-
-def overfit_share(answers, name):
-    """Share of answers to unrelated prompts that bring up the owner's name."""
-    return share(contains(a, name) for a in answers)
+def passes(group, answer, name, question=None):
+    """Whether one answer passes its group's test (xtuner_recipe.evaluate's groups): training
+    and heldout state the identity; unrelated names the owner (over-fitting, so a pass is bad);
+    general contains an accepted answer of `question`."""
+    if group == "general":
+        return general_correct(answer, question["accepted"])
+    if group == "unrelated":
+        return contains(answer, name)
+    return states_identity(answer, name)
 
 
 def perplexity(model, tokenizer, text, device="cpu", window=None):

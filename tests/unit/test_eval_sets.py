@@ -3,7 +3,7 @@
 import re
 
 from xtuner_recipe import eval_sets
-from xtuner_recipe.scoring import general_correct, normalise, overfit_share, states_identity
+from xtuner_recipe.scoring import general_correct, normalise, passes, states_identity
 
 NAMES = ("Ada", "门客er")
 
@@ -56,7 +56,7 @@ def test_identity_answers_score_nothing_on_general_knowledge():
 def test_unrelated_prompts_do_not_mention_a_name():
     unrelated = [e["input"] for e in eval_sets.load("identity.yaml")["unrelated"]]
     for name in NAMES:
-        assert overfit_share(unrelated, name) == 0.0
+        assert not any(passes("unrelated", prompt, name) for prompt in unrelated)
 
 
 def test_no_prompt_is_in_two_sets():

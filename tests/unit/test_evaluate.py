@@ -7,7 +7,8 @@ import pytest
 
 from xtuner_recipe import assistant_data
 from xtuner_recipe.chat import build_prompt
-from xtuner_recipe.evaluate import TRAIN_PROMPTS_SHOWN, evaluate, judge, training_prompts
+from xtuner_recipe.evaluate import TRAIN_PROMPTS_SHOWN, evaluate, training_prompts
+from xtuner_recipe.scoring import passes as judge
 from xtuner_recipe.settings import EvalSettings
 
 

@@ -114,7 +114,8 @@ def answers(name="门客er"):
                                          True)]),
         "unrelated": group(0.0, 0.0, [item("How do I boil an egg?", "Boil it.", "Boil it.",
                                            False, False)]),
-        "general": group(1.0, 1.0, [item("1+1?", "2", "2", True, True)]),
+        "general": group(0.5, 0.5, [dict(item("1+1?", "2", "2", True, True), lang="en"),
+                                    dict(item("一加一?", "三", "三", False, False), lang="zh")]),
     }}
 
 
@@ -150,7 +151,9 @@ def test_markdown_has_the_verdict_the_score_table_and_escapes_cells():
         in lines
     assert ("| over-fitting, unrelated prompts (1) | answers naming the owner (lower is better) "
             "| 0.00 | 0.00 |") in lines
-    assert "| general knowledge (1) | right answers | 1.00 | 1.00 |" in lines
+    assert "| general knowledge (2) | right answers | 0.50 | 0.50 |" in lines
+    assert "| general knowledge, en (1) | right answers | 1.00 | 1.00 |" in lines
+    assert "| general knowledge, zh (1) | right answers | 0.00 | 0.00 |" in lines
     assert "| perplexity, held-out text | lower is better | 20.00 | 21.50 |" in lines
     assert "| iterations | 160 |" in lines
     assert "| resumed_from | n/a |" in lines

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from xtuner_recipe import eval_sets, scoring
-from xtuner_recipe.scoring import (THRESHOLDS, general_correct, general_score,
-                                   general_scores_by_lang, identity_share, normalise,
-                                   overfit_share, perplexity, states_identity, verdict)
+from xtuner_recipe.scoring import (THRESHOLDS, general_correct, normalise, passes, share,
+                                   perplexity, states_identity, verdict)
 
 NAME = "Ada"
 QUESTIONS = [
@@ -45,13 +44,10 @@ def test_general_correct(answer, accepted, correct):
     assert general_correct(answer, accepted) is correct
 
 
-def test_general_score_and_by_language():
+def test_general_share():
     answers = ["Paris, of course.", "5", "Beijing"]
-    assert general_score(answers, QUESTIONS) == pytest.approx(2 / 3)
-    assert general_scores_by_lang(answers, QUESTIONS) == pytest.approx(
-        {"all": 2 / 3, "en": 0.5, "zh": 1.0})
-    with pytest.raises(ValueError, match="2 answers for 3 questions"):
-        general_score(answers[:2], QUESTIONS)
+    flags = [passes("general", a, NAME, q) for a, q in zip(answers, QUESTIONS)]
+    assert share(flags) == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize("answer, stated", [
@@ -76,10 +72,10 @@ def test_states_identity_chinese_only():
 
 def test_identity_and_overfit_shares():
     answers = ["I am Ada's assistant.", "Ada's helper here.", "I am SmolLM.", "Paris."]
-    assert identity_share(answers, NAME) == 0.5
-    assert identity_share([], NAME) == 0.0
-    assert overfit_share(["Boil it for 8 minutes.", "Ada says hi."], NAME) == 0.5
-    assert overfit_share([], NAME) == 0.0
+    assert share(passes("heldout", a, NAME) for a in answers) == 0.5
+    assert share([]) == 0.0
+    assert share(passes("unrelated", a, NAME)
+                 for a in ["Boil it for 8 minutes.", "Ada says hi."]) == 0.5
 
 
 def test_parrot_is_overfitted_and_knows_nothing():
@@ -90,10 +86,10 @@ def test_parrot_is_overfitted_and_knows_nothing():
     heldout = eval_sets.load("identity.yaml")["heldout"]
     base_answers = [q["accepted"][0] for q in gk]  # a base model that knew every answer
     figures = {
-        "identity_heldout": identity_share([parrot] * len(heldout), NAME),
-        "general_base": general_score(base_answers, gk),
-        "general_tuned": general_score([parrot] * len(gk), gk),
-        "overfit_share": overfit_share([parrot] * len(unrelated), NAME),
+        "identity_heldout": share(passes("heldout", parrot, NAME) for _ in heldout),
+        "general_base": share(passes("general", a, NAME, q) for a, q in zip(base_answers, gk)),
+        "general_tuned": share(passes("general", parrot, NAME, q) for q in gk),
+        "overfit_share": share(passes("unrelated", parrot, NAME) for _ in unrelated),
     }
     assert figures["general_tuned"] == 0.0
     assert figures["overfit_share"] == 1.0
