@@ -332,7 +332,6 @@ def build(user, root, environ=None):
     check_model(config)
     xtuner_catalog.check_base_config(config["xtuner"]["base_config"])
     xtuner_catalog.check_prompt_template(config["xtuner"]["prompt_template"])
-    deepspeed_source = xtuner_catalog.deepspeed_source(config["train"]["deepspeed"])
     device = launch.resolve_device(config["train"]["device"])
     values = train_values(config, device)
     nproc = launch.resolve_nproc(config["train"]["nproc_per_node"], environ)
@@ -344,6 +343,7 @@ def build(user, root, environ=None):
     base_model = (model["path"] or (layout.tiny_model if model["tiny"] else
                                     layout.packaged_model(package["member"])))
     xt, assistant, ev = config["xtuner"], config["assistant"], config["eval"]
+    patch = patch_settings(config, device, base_model, layout.dataset, values)
     identity = eval_sets.load("identity.yaml")
     pairs = assistant["pairs"] or [{"input": p["input"], "output": p["output"]}
                                    for p in identity["training"]]
@@ -353,13 +353,13 @@ def build(user, root, environ=None):
         base_model=str(base_model),
         tiny_shape=None if model["path"] else model["tiny"],
         package=package,
-        deepspeed=deepspeed_source is not None,
+        deepspeed=patch.deepspeed_source is not None,
         slurm_resources=slurm.slurm_train_resources(config["slurm"]) if launcher == "slurm"
         else {},
         data=DataSettings(name=assistant["name"], pairs=pairs, repeat=assistant["repeat"],
                           format=assistant["format"], dataset=assistant["dataset"],
                           replay_share=0.0 if assistant["dataset"] else assistant["replay_share"]),
-        xtuner_config=patch_settings(config, device, base_model, layout.dataset, values),
+        xtuner_config=patch,
         train=TrainSettings(device=device, max_iters=values["max_iters"], launcher=launcher,
                             nproc=processes, world_size=1 if launcher == "none" else processes,
                             srun=slurm.train_srun(config["slurm"]), work_dir=layout.work_dir),
