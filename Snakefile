@@ -1,5 +1,5 @@
 # xtuner-recipe: config.yaml + recipes/<name>.yaml -> assistant.json -> patched xtuner config
-#                -> iter_*.pth -> HF adapter -> merged model -> eval report
+#                -> iter_*.pth -> HF adapter -> merged model -> eval report -> published set
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -28,6 +28,7 @@ include: "rules/convert.smk"
 include: "rules/merge.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/publish.smk"
 
 
 # Cheap steps run where Snakemake runs, also under profiles/slurm.
@@ -37,8 +38,9 @@ localrules:
     data,
     xtuner_config,
     report,
+    publish,
 
 
 rule all:
     input:
-        LAYOUT.final_outputs(),
+        LAYOUT.publish_receipt,

@@ -1,31 +1,67 @@
 # Shared by every rule: the run's settings, resolved and checked once (bad input stops here,
 # before any job runs), and the small functions the rules take their values from.
-from snakemake.exceptions import WorkflowError
+import hashlib
+import time
 
-from xtuner_recipe import assistant_data
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+
+from xtuner_recipe import assistant_data, preflight, slurm
 from xtuner_recipe import settings as recipe_settings
-from xtuner_recipe.messages import ConfigError
+from xtuner_recipe.messages import LOG_PREFIX, ConfigError
 
 
 def build_settings(user_config):
     try:
+        preflight.check_config_args(workflow.config_settings.config_args)
         built = recipe_settings.build(user_config, workflow.basedir)
         if built.data.dataset:
             records = assistant_data.read_records(built.data.dataset)
             assistant_data.check_records(records, built.data.dataset)
     except (ConfigError, assistant_data.DatasetError) as error:
         raise WorkflowError(str(error)) from None
+    for warning in built.warnings:
+        logger.warning(f"{LOG_PREFIX} warning: {warning}")
     return built
 
 
 SETTINGS = build_settings(config)
 LAYOUT = SETTINGS.layout
+STARTED = time.time()
+
+
+onstart:
+    try:
+        slurm.check_executor(workflow.executor_plugin.name, SETTINGS.train.launcher)
+    except ConfigError as error:
+        raise WorkflowError(str(error)) from None
+
+
+onerror:
+    logdir = (
+        getattr(workflow.executor_settings, "logdir", None)
+        or ".snakemake/slurm_logs"
+    )
+    for quote in slurm.failed_job_logs(logdir, STARTED, LAYOUT.log):
+        logger.error(quote)
 
 
 def get_settings_file(wildcards):
-    """The content of one settings file. A function of the wildcards only: Snakemake compares
-    such params with the last run's (a function of the output would be exempt)."""
+    """The content of one settings file."""
     return SETTINGS.files()[settings_path(wildcards.folder, wildcards.name)]
+
+
+def get_settings_digest(wildcards):
+    """The sha256 of one settings file's content, as a param: Snakemake reruns the rule when it
+    changes (a function of the wildcards only: params that take `output` are exempt), and a
+    short digest keeps its rerun reason readable and free of the user's quotes and braces.
+    """
+    return hashlib.sha256(get_settings_file(wildcards).encode("utf-8")).hexdigest()
+
+
+def write_settings_file(wildcards, path, log):
+    Path(path).write_text(get_settings_file(wildcards), encoding="utf-8")
+    Path(log).write_text(f"wrote {path}\n", encoding="utf-8")
 
 
 def settings_path(folder, name):

@@ -1,9 +1,11 @@
-# xtuner train. The work dir is deliberately not an output: Snakemake would delete it before a
-# rerun, and it holds the checkpoints an interrupted run resumes from. The outputs record which
-# checkpoint is final and the scalars of every segment of the run. Under profiles/slurm this is
-# one Slurm job of nodes x tasks_per_node tasks.
+# xtuner train, in the attempt named by the hash of everything that decides the weights (config,
+# dataset, base model files, DeepSpeed JSON, world size): the same inputs resume or reuse their
+# attempt, other inputs train in a new one. The attempts are deliberately not outputs: Snakemake
+# would delete them before a rerun. The outputs record which checkpoint is final and the scalars
+# of every segment. Under profiles/slurm this is one Slurm job of nodes x tasks_per_node tasks.
 rule train:
     input:
+        get_base_model_input,
         settings=LAYOUT.settings("train"),
         config=rules.xtuner_config.output.config,
         deepspeed=rules.xtuner_config.output.deepspeed,
@@ -19,5 +21,5 @@ rule train:
         deepspeed=f"--deepspeed {LAYOUT.deepspeed_json}" if SETTINGS.deepspeed else "",
     shell:
         "python -m xtuner_recipe.train --settings {input.settings:q} --config {input.config:q}"
-        " --final {output.final:q} --scalars {output.scalars:q} {params.deepspeed}"
-        " > {log:q} 2>&1"
+        " --dataset {input.dataset:q} --final {output.final:q} --scalars {output.scalars:q}"
+        " {params.deepspeed} > {log:q} 2>&1"

@@ -4,6 +4,7 @@ rule xtuner_config:
     input:
         get_base_model_input,
         settings=LAYOUT.settings("xtuner_config"),
+        dataset=rules.data.output.dataset,
         dataset_info=rules.data.output.info,
     output:
         config=LAYOUT.xtuner_config,
@@ -18,5 +19,6 @@ rule xtuner_config:
         ),
     shell:
         "python -m xtuner_recipe.xtuner_config --settings {input.settings:q}"
-        " --dataset-info {input.dataset_info:q} --out {output.config:q} --diff {output.diff:q}"
+        " --dataset {input.dataset:q} --dataset-info {input.dataset_info:q}"
+        " --out {output.config:q} --diff {output.diff:q}"
         " --effective {output.effective:q} {params.deepspeed} > {log:q} 2>&1"

@@ -66,19 +66,25 @@ def record_problem(record):
 
 
 def read_records(path):
-    """Read a JSON list or a JSONL file; errors name the line."""
+    """Read a JSON list or a JSONL file (UTF-8, a byte-order mark allowed); errors name the line
+    and say which of the two the file was read as."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"config field assistant.dataset = {str(path)!r}: file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # editors on Windows add a BOM
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#x}); "
+                           "save the file as UTF-8") from None
     if not text.strip():
         raise DatasetError(f"{path}: the dataset is empty")
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)
         except json.JSONDecodeError as e:
-            raise DatasetError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: "
-                               f"{e.msg})") from None
+            raise DatasetError(f"{path}: it starts with '[', so it is read as one JSON array, "
+                               f"which is not valid JSON at line {e.lineno}, column {e.colno} "
+                               f"({e.msg})") from None
         return [(f"record {i}", r) for i, r in enumerate(records)]
     records = []
     for lineno, line in enumerate(text.splitlines(), start=1):

@@ -4,7 +4,10 @@
         --final FINAL.json --out DIR
     python -m xtuner_recipe.convert merge --settings settings/convert.json --adapter DIR --out DIR
 
-Each step runs xtuner's tool module (real exit status) and then checks the folder it wrote.
+Each step runs xtuner's tool module (real exit status) and then checks the folder it wrote. Two
+fixes on top: the adapter's config lists its modules in a stable order (peft writes a set), and
+the merged model's generation config also stops at the prompt template's turn-end token, so a
+plain `generate()` with the chat template ends its answer.
 """
 
 import argparse
@@ -47,6 +50,38 @@ def require(folder, names, step):
         fail(f"{step} exited 0 but {folder} lacks {', '.join(missing)}")
 
 
+def sort_target_modules(adapter_dir):
+    """peft saves target_modules from a set: a different order on every run. Sort it."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def stop_at_turn_end(model_dir, template_name):
+    """Add the template's turn-end tokens to the merged model's eos list (generation_config)."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    from xtuner_recipe.preflight import template_markers
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+    try:
+        generation = GenerationConfig.from_pretrained(model_dir)
+    except OSError:  # the model has none yet
+        generation = GenerationConfig.from_model_config(
+            AutoConfig.from_pretrained(model_dir, trust_remote_code=True))
+    eos = generation.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    for marker in template_markers(template_name):
+        token = tokenizer.convert_tokens_to_ids(marker)
+        if token is not None and token != tokenizer.unk_token_id and token not in eos:
+            eos.append(token)
+    generation.eos_token_id = eos
+    generation.save_pretrained(model_dir)
+    log(f"generation_config.json: eos_token_id {eos}")
+
+
 def adapter(config, final_path, checkpoint, out, method):
     record = json.loads(Path(final_path).read_text())
     source = choose_checkpoint(record, checkpoint)
@@ -55,9 +90,10 @@ def adapter(config, final_path, checkpoint, out, method):
         require(out, ["config.json", "*.safetensors"], "pth_to_hf")
     else:
         require(out, ["adapter_config.json", "adapter_model.*"], "pth_to_hf")
+        sort_target_modules(out)
 
 
-def merge(base, adapter_dir, out, max_shard_size, device, method):
+def merge(base, adapter_dir, out, max_shard_size, device, method, template_name):
     if method == "full":
         # Full fine-tuning changes the model itself: there is no adapter to merge.
         shutil.copytree(adapter_dir, out)
@@ -65,6 +101,10 @@ def merge(base, adapter_dir, out, max_shard_size, device, method):
         run_tool(["merge", base, adapter_dir, out, "--max-shard-size", max_shard_size,
                   "--device", device, "--safe-serialization"])
     require(out, ["config.json", "*.safetensors", "tokenizer_config.json"], "merge")
+    from xtuner_recipe import use_runtime_env
+
+    use_runtime_env()
+    stop_at_turn_end(out, template_name)
 
 
 def main(argv=None):
@@ -85,7 +125,7 @@ def main(argv=None):
         adapter(args.config, args.final, run.checkpoint, args.out, run.method)
     else:
         merge(run.base_model, args.adapter, args.out, run.max_shard_size, run.merge_device,
-              run.method)
+              run.method, run.prompt_template)
 
 
 if __name__ == "__main__":

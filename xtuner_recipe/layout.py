@@ -1,11 +1,21 @@
-"""Where every artifact of a run lives, relative to <results_dir>/<run_name>/. The rules, the
-tests and bench/ all read these names from here."""
+"""Where every artifact of a run lives. The rules, the tests and bench/ all read these names from
+here.
+
+    <results_dir>/<run_name>/
+        published -> .published/<attempt>   the last good result, one consistent set (a symlink,
+                                            replaced in one rename when a newer run succeeded)
+        build/                              what the current or last run is making: Snakemake's
+                                            outputs, complete only once `publish` ran
+        attempts/<attempt>/                 xtuner's work dirs, one per training attempt (named by
+                                            the hash of everything that decides the weights)
+"""
 
 import dataclasses
 import hashlib
+from pathlib import Path
 
-# The run's deliverables, in the order the recipe makes them (what `rule all` asks for, plus the
-# files each stage leaves for people to read).
+# The run's deliverables, in the order the recipe makes them (relative to the build folder and to
+# the published set: `publish` copies exactly these trees).
 ARTIFACTS = (
     "data/assistant.json",
     "config/xtuner_config.py",
@@ -16,7 +26,17 @@ ARTIFACTS = (
     "report/report.md",
     "report/report.json",
     "report/loss_curve.png",
+    "report/manifest.json",
 )
+MANIFEST = "report/manifest.json"
+# The folders and files a published set holds (hard links to the build's files).
+PUBLISHED = ("data", "config", "train/final_checkpoint.json", "train/scalars.jsonl", "hf_adapter",
+             "merged", "eval", "report")
+
+
+def build_dir_of(manifest_path):
+    """The build folder a manifest (MANIFEST, inside it) belongs to; its parent is the run's."""
+    return Path(manifest_path).parents[len(Path(MANIFEST).parts) - 1]
 
 
 def model_name(model_path):
@@ -31,11 +51,23 @@ class RunLayout:
     run_name: str
 
     def path(self, relative):
-        return f"{self.run_dir}/{relative}"
+        return f"{self.build_dir}/{relative}"
 
     @property
     def run_dir(self):
         return f"{self.results_dir}/{self.run_name}"
+
+    @property
+    def build_dir(self):
+        return f"{self.run_dir}/build"
+
+    @property
+    def attempts_dir(self):
+        return f"{self.run_dir}/attempts"
+
+    @property
+    def published(self):
+        return f"{self.run_dir}/published"
 
     @property
     def tiny_model(self):
@@ -74,7 +106,6 @@ class RunLayout:
     xtuner_config_diff = property(lambda self: self.path("config/xtuner_config.diff"))
     effective = property(lambda self: self.path("config/effective.json"))
     deepspeed_json = property(lambda self: self.path("config/deepspeed.json"))
-    work_dir = property(lambda self: self.path("train/work_dir"))
     final = property(lambda self: self.path("train/final_checkpoint.json"))
     scalars = property(lambda self: self.path("train/scalars.jsonl"))
     adapter = property(lambda self: self.path("hf_adapter"))
@@ -83,6 +114,6 @@ class RunLayout:
     report_md = property(lambda self: self.path("report/report.md"))
     report_json = property(lambda self: self.path("report/report.json"))
     loss_curve = property(lambda self: self.path("report/loss_curve.png"))
-
-    def final_outputs(self):
-        return [self.report_md, self.report_json, self.loss_curve, self.merged]
+    manifest = property(lambda self: self.path(MANIFEST))
+    # The receipt of the last promotion (in the build folder, so Snakemake may replace it freely).
+    publish_receipt = property(lambda self: self.path("published.json"))

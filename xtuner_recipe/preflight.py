@@ -1,8 +1,71 @@
-"""Checks of the base model's tokenizer against the prompt template, before any training: a
-mismatch otherwise shows up as a model that never stops talking, or as a traceback deep in
-xtuner's encoder."""
+"""Checks before any training: the results folder, the model folder's tokenizer against the
+prompt template, and the records against max_length. Each mismatch would otherwise show up as a
+failed job deep in a run, as a model that never stops talking, or as a traceback in xtuner's
+encoder. The file checks run when Snakemake reads the config; the tokenizer checks run in the
+config rule, the first step that has both the model and the data.
+"""
+
+import json
+import os
+import shlex
+from pathlib import Path
 
 from xtuner_recipe.messages import ConfigError
+
+# A model folder needs one of these to have a tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+def check_results_dir(path):
+    """results_dir must be creatable and writable by this user, before any job runs."""
+    folder = Path(path).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == folder else f"cannot be created ({existing} " \
+                                                           "is not writable)"
+        raise ConfigError(f"config field results_dir = {str(path)!r}: the folder {what} by this "
+                          "user; choose a folder you can write to")
+
+
+def check_tokenizer_files(model_path):
+    folder = Path(model_path)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ConfigError(f"config field model.path = {str(model_path)!r}: the folder has no "
+                          f"tokenizer ({', '.join(TOKENIZER_FILES)}); copy the model's tokenizer "
+                          "files into it (AutoTokenizer.save_pretrained writes them)")
+
+
+def template_warning(model_path, template_name):
+    """A warning when the model's own chat template does not end turns the way the chosen xtuner
+    template does (another model family); None when they agree or the model has none."""
+    config = Path(model_path) / "tokenizer_config.json"
+    if not config.is_file():
+        return None
+    own = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+    own = " ".join(t["template"] for t in own) if isinstance(own, list) else own
+    missing = [m for m in template_markers(template_name) if own and m.strip() not in own]
+    if not missing:
+        return None
+    return (f"xtuner.prompt_template = {template_name!r} ends turns with {missing[0]!r}, which "
+            f"the chat template of {model_path} never uses: it may be another model family's "
+            "template; choose the template that matches the model")
+
+
+def check_config_args(config_args):
+    """Snakemake hands `--config` values on to the jobs it spawns through a shell, quoted with
+    Python's repr: a value with both quote characters (or a backslash) arrives broken. Refuse it
+    here, naming the key."""
+    for arg in config_args or ():
+        quoted = repr(arg)  # what Snakemake writes into the job's shell command
+        try:
+            intact = shlex.split(quoted) == [arg]
+        except ValueError:  # an unterminated quote
+            intact = False
+        if not intact or (quoted[0] == '"' and any(c in arg for c in "$`")):
+            key = arg.split("=", 1)[0]
+            raise ConfigError(f"--config {key}=...: the value mixes ' and \" (or has a "
+                              "backslash, $ or `), which Snakemake cannot pass on to its jobs "
+                              "through their shell; put it in a --configfile instead")
 
 
 def template_markers(template_name):
@@ -32,8 +95,59 @@ def check_tokenizer(tokenizer, template_name, model_path):
                 "stop; choose the template the model was trained with")
 
 
-def check_model(model_path, template_name):
+def load_tokenizer(model_path, template_name):
+    """The model's tokenizer, checked against the template."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=True)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"model.path {str(model_path)!r}: its tokenizer does not load "
+                          f"({str(error).splitlines()[0]}); the folder needs the model's "
+                          "tokenizer files") from None
     check_tokenizer(tokenizer, template_name, model_path)
+    return tokenizer
+
+
+def record_turns(record):
+    """(system, input, output) of each turn of a conversation or messages record."""
+    if "conversation" in record:
+        return [(t.get("system") or "", t["input"], t["output"]) for t in record["conversation"]]
+    turns, system, question = [], "", ""
+    for message in record["messages"]:
+        if message["role"] == "system":
+            system = message["content"]
+        elif message["role"] == "user":
+            question = message["content"]
+        else:
+            turns.append((system, question, message["content"]))
+            system = question = ""
+    return turns
+
+
+def record_length(tokenizer, template, record):
+    """Tokens of one record in the prompt template, as xtuner's encoder builds it: bos, then per
+    turn the system and instruction text, the answer and the template's suffix."""
+    length = 1
+    for round_no, (system, question, answer) in enumerate(record_turns(record), start=1):
+        prompt = (template.get("SYSTEM", "").format(system=system) if system else "") + \
+            template["INSTRUCTION"].format(input=question, round=round_no)
+        length += len(tokenizer.encode(prompt, add_special_tokens=False))
+        length += len(tokenizer.encode(answer + template.get("SUFFIX", ""),
+                                       add_special_tokens=False))
+    return length
+
+
+def check_max_length(tokenizer, template_name, records, max_length):
+    """Every record must fit max_length: xtuner cuts longer ones, the answer's end (and its turn
+    end token) first, so the model would learn answers that never stop."""
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    template = PROMPT_TEMPLATE[template_name]
+    distinct = {json.dumps(r, sort_keys=True, ensure_ascii=False): r for r in records}
+    longest = max(record_length(tokenizer, template, r) for r in distinct.values())
+    if longest > max_length:
+        raise ConfigError(f"config field train.max_length = {max_length}: the longest record is "
+                          f"{longest} tokens in the {template_name} template, and xtuner would "
+                          f"cut its answer; set train.max_length to at least {longest}")
+    return longest

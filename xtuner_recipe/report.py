@@ -2,14 +2,18 @@
 
     python -m xtuner_recipe.report --settings settings/report.json --answers answers.json
         --final final.json --effective effective.json --scalars scalars.jsonl
-        --md report.md --json report.json --png loss_curve.png
+        --md report.md --json report.json --png loss_curve.png --manifest manifest.json
+
+Last, it writes the manifest of the build (xtuner_recipe.manifest): the sha256 of every file the
+run publishes, the report included, with the provenance the report shows.
 """
 
 import argparse
 import json
 from pathlib import Path
 
-from xtuner_recipe import scoring
+from xtuner_recipe import manifest, scoring
+from xtuner_recipe.layout import MANIFEST, build_dir_of
 from xtuner_recipe.settings import read_stage
 
 
@@ -25,6 +29,7 @@ def training_summary(final, run, effective, scalars):
     summary = {
         "iterations": final["iteration"],
         "wall_time_s": final["wall_time_s"],
+        "segments": final["segments"],
         "resumed_from": final["resumed_from"],
         "processes": final["world_size"],
         "launcher": final["launcher"],
@@ -44,6 +49,44 @@ def training_summary(final, run, effective, scalars):
         summary["tokens_per_s"] = round(summary["tokens_seen"] / final["iteration"]
                                         / summary["s_per_iter"])
     return summary
+
+
+def provenance(final, run):
+    """What the published weights were made from and with (the manifest adds the file hashes)."""
+    return {
+        "run_name": run.run_name,
+        "recipe": run.recipe,
+        "attempt": final["attempt"],
+        "base_model": run.base_model,
+        "inputs": final["inputs"],
+        "environment": final["environment"],
+        "devices": final["devices"],
+    }
+
+
+def provenance_lines(prov):
+    env, inputs = prov["environment"], prov["inputs"]
+    revision = env["recipe_revision"]
+    rows = [
+        ("training attempt", f"`{prov['attempt']}` (hash of the inputs below)"),
+        ("base model", f"`{prov['base_model']}` ({len(inputs['base_model'])} files hashed)"),
+        ("dataset sha256", f"`{inputs['dataset']}`"),
+        ("patched config sha256", f"`{inputs['xtuner_config']}`"),
+        ("DeepSpeed JSON sha256", f"`{inputs['deepspeed']}`" if inputs["deepspeed"] else "none"),
+        ("processes", inputs["world_size"]),
+        ("devices", ", ".join(prov["devices"])),
+        ("recipe revision", "n/a (not a git checkout)" if revision is None else
+         f"`{revision['revision'][:12]}`" + (" with local changes" if revision["modified"]
+                                             else "")),
+        ("container", "none" if env["container"] is None else
+         f"{env['container']['runtime']} {env['container']['image'] or ''}".strip()),
+        ("packages", ", ".join(f"{k} {v}" for k, v in env["software"].items() if v)),
+    ]
+    return (["## Provenance", "", "| | |", "|---|---|"]
+            + [f"| {key} | {value} |" for key, value in rows]
+            + ["", f"Every published file's sha256: `{Path(MANIFEST).name}` beside this "
+               "report; check a run folder with `python -m xtuner_recipe.manifest verify "
+               "results/<run>/published`.", ""])
 
 
 def plot_loss(scalars, png_path):
@@ -102,7 +145,7 @@ def verdict_line(verdict):
             f"ability: {kept}; over-fitted: {'yes' if verdict['overfitted'] else 'no'}.**")
 
 
-def markdown(answers, verdict, summary, run_name, png_name):
+def markdown(answers, verdict, summary, run_name, png_name, prov):
     groups = answers["groups"]
     lines = [f"# Eval report: {run_name}", "", verdict_line(verdict), "",
              f"- learned: {verdict['learned_reason']}",
@@ -126,6 +169,7 @@ def markdown(answers, verdict, summary, run_name, png_name):
     for key, value in summary.items():
         lines.append(f"| {key} | {value if value is not None else 'n/a'} |")
     lines += ["", f"![loss curve]({png_name})", ""]
+    lines += provenance_lines(prov)
     for group, data in groups.items():
         lines += [f"## Answers: {GROUPS.get(group, (group,))[0]}", "",
                   "| prompt | base model | fine-tuned (merged) |", "|---|---|---|"]
@@ -144,7 +188,8 @@ def read_jsonl(path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("settings", "answers", "final", "effective", "scalars", "md", "json", "png"):
+    for name in ("settings", "answers", "final", "effective", "scalars", "md", "json", "png",
+                 "manifest"):
         parser.add_argument(f"--{name}", required=True)
     args = parser.parse_args(argv)
     run = read_stage(args.settings, "report")
@@ -155,9 +200,11 @@ def main(argv=None):
     summary = training_summary(final, run, effective, scalars)
     verdict = scoring.verdict(figures(answers))
     plot_loss(scalars, args.png)
+    prov = provenance(final, run)
     report = {
         "run_name": run.run_name,
         "recipe": run.recipe,
+        "provenance": prov,
         "verdict": verdict,
         "thresholds": scoring.THRESHOLDS,
         "scores": {g: {"base": d["base"], "merged": d["merged"]}
@@ -172,7 +219,10 @@ def main(argv=None):
     Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
                                encoding="utf-8")
     Path(args.md).write_text(markdown(answers, verdict, summary, run.run_name,
-                                      Path(args.png).name), encoding="utf-8")
+                                      Path(args.png).name, prov), encoding="utf-8")
+    Path(args.manifest).write_text(json.dumps(manifest.build_manifest(build_dir_of(args.manifest), prov),
+                                              indent=2, sort_keys=True, ensure_ascii=False)
+                                   + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

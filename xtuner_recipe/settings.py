@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from xtuner_recipe import eval_sets, launch, slurm, xtuner_catalog
+from xtuner_recipe import eval_sets, launch, preflight, slurm, xtuner_catalog
 from xtuner_recipe.layout import RunLayout
 from xtuner_recipe.messages import ConfigError, check_schema
 from xtuner_recipe.xtuner_config import TRAIN_KEYS
@@ -71,14 +71,16 @@ class PatchSettings:
 
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
-    """rule train: how training is launched and what it must end at."""
+    """rule train: how training is launched, what it must end at, and where its attempts (work
+    dirs named by the hash of their inputs) live."""
     device: str
     max_iters: int | None
     launcher: str
     nproc: int
     world_size: int
     srun: str
-    work_dir: str
+    base_model: str  # hashed into the attempt's name
+    attempts_dir: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +91,7 @@ class ConvertSettings:
     checkpoint: object
     max_shard_size: str
     merge_device: str
+    prompt_template: str  # its turn-end token joins the merged model's eos list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +116,7 @@ class ReportSettings:
     recipe: str
     method: str
     device: str
+    base_model: str
 
 
 STAGES = {"data": DataSettings, "xtuner_config": PatchSettings, "train": TrainSettings,
@@ -138,6 +142,7 @@ class Settings:
     evaluate: EvalSettings
     report: ReportSettings
     replay: ReplaySettings
+    warnings: tuple = ()  # shown before the run starts; nothing stops
 
     def files(self):
         """Path -> content of every settings file the `settings` rule writes: each stage's slice,
@@ -264,19 +269,26 @@ def resolve_config(user, root):
 
 # ---- resolved values ------------------------------------------------------------------------
 
-def run_name(config):
-    """The results folder of this run: run_name if set, else a slug of the owner's name.
+def slug(text):
+    """A folder-name-safe form of `text`; text that does not survive as ASCII keeps a short hash
+    (the tutorial's owner names are Chinese), so two names never share a slug."""
+    plain = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    if plain and re.fullmatch(r"[A-Za-z0-9\s._-]+", text):
+        return plain
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+    return f"{plain + '-' if plain else ''}{digest}"
 
-    Non-ASCII names (the tutorial's are Chinese) keep a short hash so the folder stays portable.
-    """
+
+def run_name(config, base_model, method):
+    """The results folder of this run: run_name if set, else the owner, the model and the method,
+    plus a short hash of the model's path and the base config (two runs with the same owner but
+    another model, method or base config never share a folder)."""
     if config.get("run_name"):
         return config["run_name"]
-    name = config["assistant"]["name"]
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
-    if slug and slug.isascii() and re.sub(r"[^A-Za-z0-9]", "", name) == re.sub(r"\s", "", name):
-        return f"assistant-{slug}"
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
-    return f"assistant-{slug + '-' if slug else ''}{digest}"
+    identity = json.dumps([str(base_model), config["xtuner"]["base_config"], method])
+    digest = hashlib.sha1(identity.encode("utf-8")).hexdigest()[:6]
+    model = slug(Path(str(base_model)).name)
+    return f"{slug(config['assistant']['name'])}_{model}_{method}_{digest}"
 
 
 def train_values(config, device):
@@ -311,6 +323,7 @@ def check_model(config):
     if not (folder / "config.json").is_file():
         raise ConfigError(f"config field model.path = {path!r}: the folder has no config.json, "
                           "so it is not a Hugging Face model folder")
+    preflight.check_tokenizer_files(folder)
 
 
 def patch_settings(config, device, model_path, data_path, values=None):
@@ -329,6 +342,7 @@ def patch_settings(config, device, model_path, data_path, values=None):
 def build(user, root, environ=None):
     """Resolve and check the user's config into Settings; raises ConfigError (field and fix)."""
     config = resolve_config(user, root)
+    preflight.check_results_dir(config["results_dir"])
     check_model(config)
     xtuner_catalog.check_base_config(config["xtuner"]["base_config"])
     xtuner_catalog.check_prompt_template(config["xtuner"]["prompt_template"])
@@ -337,11 +351,12 @@ def build(user, root, environ=None):
     nproc = launch.resolve_nproc(config["train"]["nproc_per_node"], environ)
     launcher = launch.resolve_launcher(config["train"]["launcher"], nproc)
     processes = slurm.slurm_tasks(config["slurm"]) if launcher == "slurm" else nproc
-    layout = RunLayout(config["results_dir"], run_name(config))
     model = config["model"]
     package = None if model["path"] or model["tiny"] else model["package"]
-    base_model = (model["path"] or (layout.tiny_model if model["tiny"] else
-                                    layout.packaged_model(package["member"])))
+    shared = RunLayout(config["results_dir"], "")  # the base models are shared by every run
+    base_model = (model["path"] or (shared.tiny_model if model["tiny"] else
+                                    shared.packaged_model(package["member"])))
+    layout = RunLayout(config["results_dir"], run_name(config, base_model, values["method"]))
     xt, assistant, ev = config["xtuner"], config["assistant"], config["eval"]
     patch = patch_settings(config, device, base_model, layout.dataset, values)
     identity = eval_sets.load("identity.yaml")
@@ -362,11 +377,13 @@ def build(user, root, environ=None):
         xtuner_config=patch,
         train=TrainSettings(device=device, max_iters=values["max_iters"], launcher=launcher,
                             nproc=processes, world_size=1 if launcher == "none" else processes,
-                            srun=slurm.train_srun(config["slurm"]), work_dir=layout.work_dir),
+                            srun=slurm.train_srun(config["slurm"]), base_model=str(base_model),
+                            attempts_dir=layout.attempts_dir),
         convert=ConvertSettings(base_model=str(base_model), method=values["method"],
                                 checkpoint=config["convert"]["checkpoint"],
                                 max_shard_size=config["convert"]["max_shard_size"],
-                                merge_device=config["convert"]["merge_device"]),
+                                merge_device=config["convert"]["merge_device"],
+                                prompt_template=xt["prompt_template"]),
         evaluate=EvalSettings(
             base_model=str(base_model), name=assistant["name"],
             prompt_template=xt["prompt_template"], system=xt["system"],
@@ -379,9 +396,12 @@ def build(user, root, environ=None):
             heldout_text=eval_sets.load(ev["heldout_text"] or "heldout_text.txt"),
             max_new_tokens=ev["max_new_tokens"]),
         report=ReportSettings(run_name=layout.run_name, recipe=config["recipe"],
-                              method=values["method"], device=device),
+                              method=values["method"], device=device,
+                              base_model=str(base_model)),
         replay=ReplaySettings(model_path=str(base_model),
                               prompts=eval_sets.load("replay_prompts.yaml")["prompts"],
                               prompt_template=xt["prompt_template"], system=xt["system"],
                               max_new_tokens=ev["max_new_tokens"]),
+        warnings=tuple(w for w in [model["path"] and preflight.template_warning(
+            model["path"], xt["prompt_template"])] if w),
     )

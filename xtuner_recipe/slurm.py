@@ -1,7 +1,10 @@
 """The training job under profiles/slurm: Snakemake resources for the Slurm executor plugin and
 the srun line the training wrapper starts its tasks with."""
 
-from xtuner_recipe.messages import ConfigError
+import os
+from pathlib import Path
+
+from xtuner_recipe.messages import LOG_PREFIX, ConfigError
 
 
 def slurm_tasks(slurm):
@@ -45,3 +48,42 @@ def train_srun(slurm):
     if slurm_tasks(slurm) == 1:
         return ""
     return f"srun --nodes={slurm['nodes']} --ntasks-per-node={slurm['tasks_per_node']}"
+
+
+def check_executor(executor, launcher, environ=None):
+    """Training must start the way the executor runs it. Snakemake replaces a profile's whole
+    `config:` list with a command-line --config, so profiles/slurm's train.launcher can vanish
+    without a word: stop, and say so."""
+    environ = os.environ if environ is None else environ
+    on_slurm = executor.startswith("slurm")
+    if on_slurm and launcher != "slurm":
+        raise ConfigError(
+            f"the Slurm executor runs training as a Slurm job, but train.launcher resolved to "
+            f"{launcher!r}: a --config on the command line replaces the profile's `config:` list "
+            "(train={launcher: slurm, deepspeed: zero2}). Repeat those keys in your --config, or "
+            "put your own values in a --configfile")
+    if launcher == "slurm" and not on_slurm and "SLURM_JOB_ID" not in environ:
+        raise ConfigError("config field train.launcher = 'slurm' starts training with srun, "
+                          "which needs a Slurm job: run with --profile profiles/slurm, or inside "
+                          "an allocation (salloc, sbatch)")
+
+
+def failed_job_logs(logdir, since, rule_log):
+    """Quote the Slurm logs of this run's failed jobs (the plugin deletes the logs of jobs that
+    succeeded) into the console and into each rule's own log: the real error often sits there,
+    not in the rule's log (srun failing before the rule's command started, say)."""
+    quotes = []
+    logdir = Path(logdir)
+    for path in sorted(logdir.rglob("*.log")) if logdir.is_dir() else []:
+        if path.stat().st_mtime < since:
+            continue
+        rule = path.relative_to(logdir).parts[0].removeprefix("rule_")
+        tail = path.read_text(errors="replace").splitlines()[-40:]
+        quote = "\n".join([f"{LOG_PREFIX} Slurm log of the failed job {path.stem} (rule {rule}),"
+                           f" {path}, last {len(tail)} lines:", *(f"  | {line}" for line in tail)])
+        own_log = Path(rule_log(rule))
+        if own_log.parent.is_dir():
+            with own_log.open("a", encoding="utf-8") as handle:
+                handle.write("\n" + quote + "\n")
+        quotes.append(quote)
+    return quotes

@@ -1,8 +1,14 @@
-"""Run `xtuner train` for one recipe run: resume an interrupted run, launch on one process, under
+"""Run `xtuner train` for one recipe run in its training attempt, launch on one process, under
 torchrun, or under srun, check what it wrote, and record which checkpoint is the final one and
-the loss/time scalars of every segment of the run.
+the loss/time scalars of every segment of the attempt.
 
-    python -m xtuner_recipe.train --settings settings/train.json --config CFG
+An attempt is named by the hash of everything that decides the weights: the patched config (seed,
+hyperparameters, paths), the dataset's bytes, the base model's files, the DeepSpeed JSON and the
+world size. Its work dir is `attempts/<hash>/`: the same inputs resume there (or reuse a finished
+attempt without training), any other inputs train in their own folder, and nothing is moved or
+deleted.
+
+    python -m xtuner_recipe.train --settings settings/train.json --config CFG --dataset DATA
         --final FINAL.json --scalars scalars.jsonl [--deepspeed DS.json]
 """
 
@@ -10,28 +16,42 @@ import argparse
 import hashlib
 import json
 import os
+import platform
 import re
 import resource
 import shlex
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from xtuner_recipe import manifest, preemption
 from xtuner_recipe.messages import fail, log
 from xtuner_recipe.settings import read_stage
 
-FINGERPRINT = "recipe_fingerprint.txt"
+# Files of an attempt's work dir besides xtuner's own.
+INPUTS = "attempt.json"  # what the attempt's hash was computed from
+SEGMENTS = "segments.jsonl"  # one line per launch: start, end, exit status, resumed from
+COMPLETE = "complete.json"  # written once the attempt reached its last iteration
 
 
-def fingerprint(config_path, deepspeed_path, world_size):
-    """What a checkpoint in the work dir must have been trained with to be resumed."""
-    digest = hashlib.sha256(Path(config_path).read_bytes())
-    if deepspeed_path:
-        digest.update(Path(deepspeed_path).read_bytes())
-    digest.update(f"world_size={world_size}".encode())
-    return digest.hexdigest()
+def attempt_inputs(config_path, dataset_path, base_model, deepspeed_path, world_size):
+    """Everything that decides the trained weights, as hashes."""
+    return {
+        "xtuner_config": manifest.sha256_file(config_path),
+        "dataset": manifest.sha256_file(dataset_path),
+        "base_model": {name: entry["sha256"]
+                       for name, entry in manifest.tree_hashes(base_model).items()},
+        "deepspeed": manifest.sha256_file(deepspeed_path) if deepspeed_path else None,
+        "world_size": world_size,
+    }
+
+
+def attempt_id(inputs):
+    encoded = json.dumps(inputs, sort_keys=True).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 def last_checkpoint(work_dir):
@@ -50,29 +70,48 @@ def checkpoint_iteration(path):
     return int(match.group(1))
 
 
-def prepare_work_dir(work_dir, expected_fingerprint):
-    """Return the checkpoint to resume from, or None for a fresh start.
-
-    A work dir left by a different config (or world size) is moved aside, never deleted.
-    """
+def prepare_attempt(work_dir, inputs):
+    """Create the attempt's work dir (or find it); return (finished record or None, the
+    checkpoint to resume from or None)."""
     work_dir = Path(work_dir)
-    marker = work_dir / FINGERPRINT
-    if work_dir.exists() and any(work_dir.iterdir()):
-        same = marker.is_file() and marker.read_text().strip() == expected_fingerprint
-        resume = last_checkpoint(work_dir) if same else None
-        if resume is not None:
-            log(f"resuming from {resume}")
-            return resume
-        if not same:
-            n = 1
-            while work_dir.with_name(f"{work_dir.name}.superseded-{n}").exists():
-                n += 1
-            aside = work_dir.with_name(f"{work_dir.name}.superseded-{n}")
-            work_dir.rename(aside)
-            log(f"{work_dir} was trained with another config; moved to {aside}")
     work_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(expected_fingerprint + "\n")
-    return None
+    record = work_dir / INPUTS
+    if not record.is_file():
+        record.write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n")
+    complete = work_dir / COMPLETE
+    if complete.is_file():
+        finished = json.loads(complete.read_text())
+        if Path(finished["checkpoint"]).exists():
+            return finished, None
+    return None, last_checkpoint(work_dir)
+
+
+def read_segments(work_dir):
+    path = Path(work_dir) / SEGMENTS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_segments(work_dir, segments):
+    (Path(work_dir) / SEGMENTS).write_text(
+        "".join(json.dumps(s, sort_keys=True) + "\n" for s in segments))
+
+
+def close_interrupted(work_dir, segments):
+    """A segment killed outright (SIGKILL, a lost node) has no end: take the time of the last file
+    it wrote, so the attempt's wall time still counts it."""
+    newest = max((p.stat().st_mtime for p in Path(work_dir).rglob("*") if p.is_file()),
+                 default=None)
+    for segment in segments:
+        if segment.get("ended") is None:
+            segment["ended"] = max(segment["started"], newest or segment["started"])
+            segment["exit_status"] = "killed"
+    return segments
+
+
+def wall_time(segments):
+    return round(sum(s["ended"] - s["started"] for s in segments if s.get("ended")), 1)
 
 
 def free_port():
@@ -81,9 +120,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def train_command(run, config, deepspeed, resume):
+def train_command(run, config, deepspeed, resume, work_dir):
     """The command line for `run` (TrainSettings): one process, torchrun, or srun tasks."""
-    tool = ["-m", "xtuner_recipe.xtuner_entry", "train", config, "--work-dir", run.work_dir,
+    tool = ["-m", "xtuner_recipe.xtuner_entry", "train", config, "--work-dir", str(work_dir),
             "--launcher", run.launcher]
     if deepspeed:
         tool += ["--deepspeed", deepspeed]
@@ -138,10 +177,94 @@ def read_scalars(work_dir):
     return [by_step[s] for s in sorted(by_step)]
 
 
+def devices(device):
+    """What trained: the GPUs' names, or the CPU's model and core count."""
+    if device == "cuda":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "cpu")
+    return [f"{model} ({os.cpu_count()} cores)"]
+
+
+def run_forwarding_signals(command, env):
+    """Run the training; a SIGTERM or SIGUSR1 sent to this wrapper goes on to it (its ranks save
+    a checkpoint and stop, see xtuner_recipe.preemption)."""
+    child = subprocess.Popen(command, env=env)
+
+    def forward(number, frame):
+        child.send_signal(number)
+
+    previous = {n: signal.signal(n, forward) for n in preemption.SIGNALS}
+    try:
+        return child.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def stopped_on_signal(work_dir):
+    path = Path(work_dir) / preemption.STOPPED
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def requeue_slurm_job():
+    """Inside a Slurm job: put it back in the queue; the restarted job resumes this attempt."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return False
+    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    log(f"scontrol requeue {job}: exit status {result.returncode} {result.stderr.strip()}")
+    return result.returncode == 0
+
+
+def train(run, args, work_dir, resume):
+    """Launch one segment of the attempt; return the checkpoint it ended at."""
+    segments = close_interrupted(work_dir, read_segments(work_dir))
+    command = train_command(run, args.config, args.deepspeed, resume, work_dir)
+    log(shlex.join(command))
+    segment = {"started": time.time(), "ended": None, "exit_status": None,
+               "resumed_from": str(resume) if resume else None}
+    write_segments(work_dir, [*segments, segment])
+    returncode = run_forwarding_signals(command, launch_env(run.launcher, args.deepspeed))
+    segment.update(ended=time.time(), exit_status=returncode)
+    write_segments(work_dir, [*segments, segment])
+    if returncode != 0:
+        stopped = stopped_on_signal(work_dir)
+        if stopped:
+            if run.launcher == "slurm" and run.requeue and requeue_slurm_job():
+                log(f"stopped on {stopped['signal']} at iteration {stopped['iteration']}; "
+                    "the job is requeued and will resume there")
+            fail(f"training stopped on {stopped['signal']} after saving iteration "
+                 f"{stopped['iteration']} in {work_dir}; run the recipe again to resume there")
+        last = last_checkpoint(work_dir)
+        fail(f"xtuner train failed with exit status {returncode} (the error is above). The "
+             f"attempt's work dir {work_dir} keeps "
+             + (f"its checkpoints: the same settings resume from {last.name}" if last else
+                "no checkpoint yet: the same settings start it again")
+             + "; the published result of this run is untouched")
+    final = last_checkpoint(work_dir)
+    if final is None:
+        fail(f"xtuner train exited 0 but {work_dir} holds no checkpoint")
+    iteration = checkpoint_iteration(final)
+    if run.max_iters is not None and iteration != run.max_iters:
+        fail(f"the last checkpoint is iteration {iteration}, expected {run.max_iters}")
+    finished = {"checkpoint": str(final), "iteration": iteration,
+                "devices": devices(run.device), "environment": manifest.environment(),
+                # Largest resident set of any process this segment started (one rank), in MB.
+                "peak_host_rss_mb": round(
+                    resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+    (Path(work_dir) / COMPLETE).write_text(json.dumps(finished, indent=2) + "\n")
+    return finished
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", required=True, help="settings/train.json")
     parser.add_argument("--config", required=True)
+    parser.add_argument("--dataset", required=True)
     parser.add_argument("--final", required=True)
     parser.add_argument("--scalars", required=True)
     parser.add_argument("--deepspeed")
@@ -152,38 +275,34 @@ def main(argv=None):
     args = parse_args(argv)
     run = read_stage(args.settings, "train")
     check_device(run.device)
-    resume = prepare_work_dir(run.work_dir, fingerprint(args.config, args.deepspeed,
-                                                        run.world_size))
-    command = train_command(run, args.config, args.deepspeed, resume)
-    log(shlex.join(command))
-    started = time.time()
-    returncode = subprocess.call(command, env=launch_env(run.launcher, args.deepspeed))
-    wall = time.time() - started
-    if returncode != 0:
-        fail(f"xtuner train failed with exit status {returncode}; "
-             f"the work dir {run.work_dir} keeps its checkpoints for a resume")
-    final = last_checkpoint(run.work_dir)
-    if final is None:
-        fail(f"xtuner train exited 0 but {run.work_dir} holds no checkpoint")
-    iteration = checkpoint_iteration(final)
-    if run.max_iters is not None and iteration != run.max_iters:
-        fail(f"the last checkpoint is iteration {iteration}, expected {run.max_iters}")
+    inputs = attempt_inputs(args.config, args.dataset, run.base_model, args.deepspeed,
+                            run.world_size)
+    attempt = attempt_id(inputs)
+    work_dir = Path(run.attempts_dir) / attempt
+    finished, resume = prepare_attempt(work_dir, inputs)
+    if finished:
+        log(f"attempt {attempt} finished before (iteration {finished['iteration']}): reused, "
+            "nothing trained")
+    else:
+        log(f"attempt {attempt}: " + (f"resuming from {resume}" if resume else "new"))
+        finished = train(run, args, work_dir, resume)
+    segments = read_segments(work_dir)
     record = {
-        "checkpoint": str(final),
-        "iteration": iteration,
-        "deepspeed": final.is_dir(),
+        **finished,
+        "attempt": attempt,
+        "inputs": inputs,
+        "deepspeed": Path(finished["checkpoint"]).is_dir(),
         "launcher": run.launcher,
         "world_size": run.world_size,
-        "resumed_from": str(resume) if resume else None,
-        "wall_time_s": round(wall, 1),
-        # Largest resident set of any process this step started (one rank), in MB.
-        "peak_host_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-                                  1),
+        "resumed_from": [s["resumed_from"] for s in segments if s["resumed_from"]],
+        "segments": len(segments),
+        # every segment of the attempt, the interrupted ones included
+        "wall_time_s": wall_time(segments),
     }
     Path(args.scalars).write_text("".join(json.dumps(s, sort_keys=True) + "\n"
-                                          for s in read_scalars(run.work_dir)))
-    Path(args.final).write_text(json.dumps(record, indent=2) + "\n")
-    log(f"final checkpoint: {final} (iteration {iteration})")
+                                          for s in read_scalars(work_dir)))
+    Path(args.final).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    log(f"final checkpoint: {finished['checkpoint']} (iteration {finished['iteration']})")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import difflib
 import json
 from pathlib import Path
 
-from xtuner_recipe.messages import ConfigError, fail
+from xtuner_recipe.messages import ConfigError, fail, log
 
 
 class SourceEdits:
@@ -275,6 +275,13 @@ def set_cpu_training(src):
         "                         broadcast_buffers=False, find_unused_parameters=False)\n")
 
 
+def save_on_signal(src):
+    """A preempted or signalled run saves the iteration it reached (xtuner_recipe.preemption)."""
+    src.add_import("from xtuner_recipe.preemption import SaveCheckpointOnSignal")
+    src.append("\n# xtuner-recipe: on SIGTERM or SIGUSR1 save a checkpoint and stop; a rerun "
+               "resumes there\ncustom_hooks.append(dict(type=SaveCheckpointOnSignal))\n")
+
+
 def patch_source(original, plan):
     """Apply a patch plan (PatchSettings plus the data format) to the text of a built-in config;
     return the new text."""
@@ -284,6 +291,7 @@ def patch_source(original, plan):
     set_hyperparameters(src, plan["train"])
     set_method(src, plan)
     src.set_kwarg(("randomness", "seed"), _literal(plan["seed"]))
+    save_on_signal(src)
     if plan["device"] == "cpu":
         set_cpu_training(src)
     return src.result()
@@ -301,6 +309,9 @@ def check_patched(path, plan):
         "quantized": "quantization_config" in cfg.model.llm,
         "lora": "lora" in cfg.model,
         "seed": cfg.randomness.seed,
+        # the hooks' types are lazy imports: compare their names, do not import them here
+        "save_on_signal": any(str(dict.__getitem__(h, "type")) == "SaveCheckpointOnSignal"
+                              for h in cfg.custom_hooks),
     }
     expected = {
         "pretrained_model_name_or_path": plan["model_path"],
@@ -308,6 +319,7 @@ def check_patched(path, plan):
         "quantized": train["method"] == "qlora",
         "lora": train["method"] != "full",
         "seed": plan["seed"],
+        "save_on_signal": True,
     }
     if train["max_iters"] is not None:
         found["max_iters"], expected["max_iters"] = cfg.train_cfg.max_iters, train["max_iters"]
@@ -369,6 +381,7 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description="Write the patched xtuner config of a run.")
     parser.add_argument("--settings", required=True, help="settings/xtuner_config.json")
+    parser.add_argument("--dataset", required=True)
     parser.add_argument("--dataset-info", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--diff", required=True)
@@ -379,9 +392,13 @@ def main(argv=None):
     plan["data_format"] = json.loads(Path(args.dataset_info).read_text())["format"]
     use_runtime_env()
     try:
-        preflight.check_model(plan["model_path"], plan["prompt_template"])
-        write_patched_config(xtuner_catalog.check_base_config(plan["base_config"]), args.out,
-                             args.diff, args.effective, plan)
+        tokenizer = preflight.load_tokenizer(plan["model_path"], plan["prompt_template"])
+        effective = write_patched_config(xtuner_catalog.check_base_config(plan["base_config"]),
+                                         args.out, args.diff, args.effective, plan)
+        records = json.loads(Path(args.dataset).read_text(encoding="utf-8"))
+        longest = preflight.check_max_length(tokenizer, plan["prompt_template"], records,
+                                             effective["max_length"])
+        log(f"longest record: {longest} tokens (max_length {effective['max_length']})")
         if args.deepspeed_out:
             write_deepspeed_config(plan["deepspeed_source"], args.deepspeed_out, plan["device"])
     except ConfigError as error:

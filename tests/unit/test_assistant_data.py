@@ -1,4 +1,5 @@
 import json
+from unittest.mock import ANY
 
 import pytest
 
@@ -50,7 +51,7 @@ def test_user_jsonl_dataset_is_checked_and_copied(tmp_path):
     ("[{\"messages\": [{\"role\": \"bot\", \"content\": \"hi\"}]}]", "role must be"),
     ("[{\"conversation\": [{\"input\": \"a\", \"output\": \"b\"}]},\n"
      " {\"messages\": [{\"role\": \"assistant\", \"content\": \"b\"}]}]", "record 1 is in 'messages'"),
-    ("[{\"conversation\": ", "not valid JSON \\(line 1"),
+    ("[{\"conversation\": ", "read as one JSON array, which is not valid JSON at line 1"),
     ("{\"conversation\": [{\"input\": \"a\", \"output\": \"b\"}]}\n{oops}\n", "line 2 is not valid JSON"),
 ])
 def test_bad_records_are_named(tmp_path, content, message):
@@ -59,6 +60,24 @@ def test_bad_records_are_named(tmp_path, content, message):
     with pytest.raises(data.DatasetError, match=message):
         data.build_dataset({"dataset": str(source)}, tmp_path / "out.json")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_utf8_file_with_a_byte_order_mark_is_read(tmp_path):
+    """Defect: a BOM was refused with a Python-internal hint (and a JSON array was then read as
+    JSONL)."""
+    record = {"conversation": [{"input": "你是谁", "output": "我是Ada的助手"}]}
+    for name, text in (("array.json", json.dumps([record], ensure_ascii=False, indent=1)),
+                       ("lines.jsonl", json.dumps(record, ensure_ascii=False) + "\n")):
+        source = tmp_path / name
+        source.write_bytes("\ufeff".encode() + text.encode("utf-8"))
+        assert data.read_records(source) == [(ANY, record)]
+
+
+def test_a_file_that_is_not_utf8_is_refused_plainly(tmp_path):
+    source = tmp_path / "gbk.jsonl"
+    source.write_bytes('{"conversation": [{"input": "你是谁", "output": "a"}]}'.encode("gbk"))
+    with pytest.raises(data.DatasetError, match="not UTF-8 text .*save the file as UTF-8"):
+        data.read_records(source)
 
 
 def test_missing_dataset_file_names_the_field(tmp_path):

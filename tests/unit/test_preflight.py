@@ -27,3 +27,77 @@ def test_a_tokenizer_without_bos_is_refused_naming_the_fix(tiny_chat_model):
     tokenizer.bos_token = None
     with pytest.raises(ConfigError, match="model.path 'm'.*no bos_token.*tokenizer_config.json"):
         check_tokenizer(tokenizer, "internlm2_chat", "m")
+
+
+def test_max_length_must_hold_the_longest_record(tiny_chat_model):
+    """Defect: train.max_length 8 passed validation, then damaged the last good run."""
+    from xtuner_recipe.preflight import check_max_length
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model)
+    records = [{"conversation": [{"input": "请介绍一下你自己", "output": "我是Ada的小助手"}]}] * 3 + [
+        {"messages": [{"role": "system", "content": "Be brief."},
+                      {"role": "user", "content": "Who are you?"},
+                      {"role": "assistant", "content": "Ada's assistant, at your service."}]}]
+    longest = check_max_length(tokenizer, "internlm2_chat", records, 4096)
+    assert 10 < longest < 4096
+    assert check_max_length(tokenizer, "internlm2_chat", records, longest) == longest
+    with pytest.raises(ConfigError, match=rf"train.max_length = 8: the longest record is "
+                                          rf"{longest} tokens.*at least {longest}"):
+        check_max_length(tokenizer, "internlm2_chat", records, 8)
+
+
+def test_a_model_folder_whose_tokenizer_does_not_load_is_named(tmp_path):
+    from xtuner_recipe.preflight import load_tokenizer
+
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "tokenizer.json").write_text("not json")
+    with pytest.raises(ConfigError, match="model.path .*its tokenizer does not load"):
+        load_tokenizer(tmp_path, "internlm2_chat")
+
+
+def test_a_template_of_another_family_gets_a_warning(tiny_chat_model):
+    from xtuner_recipe.preflight import template_warning
+
+    assert template_warning(tiny_chat_model, "internlm2_chat") is None  # ChatML both
+    warning = template_warning(tiny_chat_model, "llama3_chat")
+    assert "xtuner.prompt_template = 'llama3_chat'" in warning and "<|eot_id|>" in warning
+
+
+def test_results_dir_must_be_writable(tmp_path):
+    import os
+
+    from xtuner_recipe.preflight import check_results_dir
+
+    check_results_dir(tmp_path / "new" / "results")  # created later, under a writable folder
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anywhere: a file in the way instead
+            locked.chmod(0o755)
+            (locked / "results").write_text("a file")
+            target = locked / "results" / "runs"
+        else:
+            target = locked / "results"
+        with pytest.raises(ConfigError, match="config field results_dir = .*choose a folder"):
+            check_results_dir(target)
+    finally:
+        locked.chmod(0o755)
+
+
+@pytest.mark.parametrize("arg, refused", [
+    ("assistant={name: Ada}", False),
+    ("assistant={name: \"{x} Ada\"}", False),  # braces and one kind of quote pass on
+    ("assistant={name: O'Neil}", False),
+    ("assistant={name: \"{x} O'Neil\"}", True),  # both kinds: the job's shell breaks it
+    ("assistant={name: Ada $HOME}", False),  # single-quoted in the job's command
+    ("assistant={name: O'Neil $HOME}", True),  # double-quoted: the shell would expand it
+])
+def test_config_values_snakemake_cannot_pass_to_its_jobs_are_refused(arg, refused):
+    from xtuner_recipe.preflight import check_config_args
+
+    if refused:
+        with pytest.raises(ConfigError, match=r"--config assistant=\.\.\..*--configfile"):
+            check_config_args([arg])
+    else:
+        check_config_args([arg])

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from xtuner_recipe import scoring
-from xtuner_recipe.report import figures, markdown, plot_loss, training_summary
+from xtuner_recipe.report import figures, markdown, plot_loss, provenance, training_summary
 from xtuner_recipe.settings import ReportSettings
 from xtuner_recipe.train import read_scalars
 
@@ -54,13 +54,21 @@ def test_read_scalars_of_an_empty_or_other_work_dir(tmp_path):
 def final_record(iteration=160, world_size=2):
     return {"checkpoint": f"/w/iter_{iteration}.pth", "iteration": iteration,
             "deepspeed": False, "launcher": "pytorch", "world_size": world_size,
-            "resumed_from": None, "wall_time_s": 100.0, "peak_host_rss_mb": 1234.5}
+            "resumed_from": [], "segments": 1, "wall_time_s": 100.0,
+            "peak_host_rss_mb": 1234.5, "attempt": "0123456789abcdef",
+            "inputs": {"xtuner_config": "c" * 64, "dataset": "d" * 64,
+                       "base_model": {"config.json": "e" * 64}, "deepspeed": None,
+                       "world_size": world_size},
+            "environment": {"software": {"python": "3.11.2", "xtuner": "0.2.0"},
+                            "container": None,
+                            "recipe_revision": {"revision": "f" * 40, "modified": True}},
+            "devices": ["Some CPU (2 cores)"]}
 
 
 def plan_with(pack, batch_size=2, max_length=128):
     """(report settings, effective values) of a run."""
     run = ReportSettings(run_name="r", recipe="tiny-internlm2/lora_cpu", method="lora",
-                         device="cpu")
+                         device="cpu", base_model="models/tiny")
     return run, {"pack_to_max_length": pack, "batch_size": batch_size, "max_length": max_length,
                  "accumulative_counts": 4, "lr": 1e-3, "max_iters": 160, "max_epochs": None}
 
@@ -138,8 +146,9 @@ def test_markdown_has_the_verdict_the_score_table_and_escapes_cells():
     summary = training_summary(final_record(), *plan_with(True),
                                [entry(5, 3.0, time=1.0), entry(10, 2.0, time=1.0)])
     data = answers()
+    prov = provenance(final_record(), plan_with(True)[0])
     text = markdown(data, scoring.verdict(figures(data)), summary, "assistant-demo",
-                    "loss_curve.png")
+                    "loss_curve.png", prov)
     lines = text.splitlines()
     assert lines[0] == "# Eval report: assistant-demo"
     assert lines[2] == ("**Verdict: learned; kept general ability: 100 % of base; "
@@ -156,7 +165,12 @@ def test_markdown_has_the_verdict_the_score_table_and_escapes_cells():
     assert "| general knowledge, zh (1) | right answers | 0.00 | 0.00 |" in lines
     assert "| perplexity, held-out text | lower is better | 20.00 | 21.50 |" in lines
     assert "| iterations | 160 |" in lines
-    assert "| resumed_from | n/a |" in lines
+    assert "| resumed_from | [] |" in lines
+    # provenance: what the weights were made from and with
+    assert "| training attempt | `0123456789abcdef` (hash of the inputs below) |" in lines
+    assert f"| dataset sha256 | `{'d' * 64}` |" in lines
+    assert "| recipe revision | `ffffffffffff` with local changes |" in lines
+    assert "| packages | python 3.11.2, xtuner 0.2.0 |" in lines
     assert "![loss curve](loss_curve.png)" in lines
     # answers: | escaped, newlines flattened, empty marked, each judged
     assert "| 请介绍一下你自己 | a \\| b ✗ | 我是门客er的小助手 第二行 ✓ |" in lines

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -44,14 +46,29 @@ def test_schema_error_lists_allowed_keys_for_a_typo(config, schema):
 
 def test_run_name_from_ascii_and_chinese_names(config):
     config["assistant"]["name"] = "Ada Lovelace"
-    assert settings.run_name(config) == "assistant-ada-lovelace"
+    name = settings.run_name(config, "results/base_model/tiny-internlm2", "lora")
+    assert name.startswith("ada-lovelace_tiny-internlm2_lora_")
     config["assistant"]["name"] = "门客er"
-    chinese = settings.run_name(config)
-    assert chinese.startswith("assistant-er-") and chinese.isascii()
+    chinese = settings.run_name(config, "m", "lora")
+    assert chinese.startswith("er-") and chinese.isascii()
     config["assistant"]["name"] = "门客"
-    assert settings.run_name(config) != chinese
+    assert settings.run_name(config, "m", "lora") != chinese
+    config["assistant"]["name"] = "{x} \"quoted\""  # braces and quotes never reach a path
+    assert re.fullmatch(r"[a-z0-9_-]+", settings.run_name(config, "m", "lora"))
     config["run_name"] = "mine"
-    assert settings.run_name(config) == "mine"
+    assert settings.run_name(config, "m", "lora") == "mine"
+
+
+def test_run_folders_differ_for_another_model_method_or_base_config(config):
+    """Defect: the run folder derived from the owner only, so the same owner with another model
+    or base config reused, then overwrote, the first run's folder."""
+    config["assistant"]["name"] = "Ada"
+    first = settings.run_name(config, "/models/a", "lora")
+    assert settings.run_name(config, "/models/b", "lora") != first
+    assert settings.run_name(config, "/other/a", "lora") != first  # same folder name, other path
+    assert settings.run_name(config, "/models/a", "qlora") != first
+    config["xtuner"]["base_config"] = "internlm2_chat_7b_qlora_alpaca_e3"
+    assert settings.run_name(config, "/models/a", "lora") != first
 
 
 def test_recipe_fills_nulls_and_user_values_win():
@@ -113,6 +130,11 @@ def test_model_path_checks(config, tmp_path):
     with pytest.raises(ConfigError, match="no config.json"):
         settings.check_model(config)
     (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    # defect: config.json and weights but no tokenizer passed, then failed deep in training
+    with pytest.raises(ConfigError, match="model.path.*has no tokenizer"):
+        settings.check_model(config)
+    (tmp_path / "tokenizer.json").write_text("{}")
     settings.check_model(config)
 
 

@@ -1,122 +1,120 @@
-"""The training wrapper's pure parts: fingerprint, work-dir resume/supersede, command and env."""
+"""The training wrapper's pure parts: the attempt's identity, resume and reuse, the segments'
+wall time, command and env."""
 
+import json
+import os
 import sys
 
 import pytest
 
 from xtuner_recipe.settings import TrainSettings
-from xtuner_recipe.train import (FINGERPRINT, checkpoint_iteration, fingerprint, last_checkpoint,
-                                 launch_env, prepare_work_dir, train_command)
+from xtuner_recipe.train import (COMPLETE, INPUTS, SEGMENTS, attempt_id, attempt_inputs,
+                                 checkpoint_iteration, close_interrupted, last_checkpoint,
+                                 launch_env, prepare_attempt, read_segments, train_command,
+                                 wall_time, write_segments)
 
 TOOL = ["-m", "xtuner_recipe.xtuner_entry", "train"]
 
 
 @pytest.fixture
-def files(tmp_path):
+def inputs(tmp_path):
+    """The files an attempt's hash is computed from."""
     config = tmp_path / "xtuner_config.py"
     config.write_text("lr = 0.001\n")
+    data = tmp_path / "assistant.json"
+    data.write_text('[{"conversation": [{"input": "hi", "output": "Ada"}]}]\n')
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}\n")
+    (model / "model.safetensors").write_bytes(b"weights")
     ds = tmp_path / "deepspeed.json"
     ds.write_text('{"zero_optimization": {"stage": 2}}\n')
-    return config, ds
+    return config, data, model, ds
 
 
 def run_for(launcher="none", nproc=1, srun="srun"):
     return TrainSettings(device="cpu", max_iters=160, launcher=launcher, nproc=nproc,
-                         world_size=1 if launcher == "none" else nproc, srun=srun, work_dir="wd")
+                         world_size=1 if launcher == "none" else nproc, srun=srun,
+                         base_model="model", attempts_dir="attempts")
+
+
+def identity(config, data, model, ds=None, world_size=1):
+    return attempt_id(attempt_inputs(config, data, model, ds, world_size))
 
 
 # ---------------------------------------------------------------------------------------------
-# fingerprint
+# the attempt's identity: everything that decides the weights
 
 
-def test_fingerprint_is_stable_for_the_same_inputs(files):
-    config, ds = files
-    assert fingerprint(config, ds, 2) == fingerprint(config, ds, 2)
-    assert fingerprint(config, None, 1) == fingerprint(str(config), None, 1)
-    assert len(fingerprint(config, None, 1)) == 64
+def test_the_same_inputs_name_the_same_attempt(inputs):
+    config, data, model, ds = inputs
+    assert identity(config, data, model, ds, 2) == identity(str(config), str(data), model, ds, 2)
+    assert len(identity(config, data, model)) == 16
 
 
-def test_fingerprint_changes_with_config_bytes(files):
-    config, _ = files
-    before = fingerprint(config, None, 1)
+@pytest.mark.parametrize("change", ["config", "dataset", "model weights", "model file added",
+                                    "deepspeed", "world size"])
+def test_any_input_that_decides_the_weights_names_another_attempt(inputs, change):
+    config, data, model, ds = inputs
+    before = identity(config, data, model, ds, 1)
+    world_size = 1
+    if change == "config":
+        config.write_text("lr = 0.002\n")
+    elif change == "dataset":  # e.g. a new owner name, or another assistant.repeat
+        data.write_text('[{"conversation": [{"input": "hi", "output": "Bob"}]}]\n')
+    elif change == "model weights":
+        (model / "model.safetensors").write_bytes(b"other weights")
+    elif change == "model file added":
+        (model / "tokenizer.json").write_text("{}")
+    elif change == "deepspeed":
+        ds.write_text('{"zero_optimization": {"stage": 3}}\n')
+    else:
+        world_size = 2
+    assert identity(config, data, model, ds, world_size) != before
+
+
+def test_returning_to_earlier_inputs_names_the_earlier_attempt(inputs):
+    config, data, model, _ = inputs
+    first = identity(config, data, model)
     config.write_text("lr = 0.002\n")
-    assert fingerprint(config, None, 1) != before
+    assert identity(config, data, model) != first
     config.write_text("lr = 0.001\n")
-    assert fingerprint(config, None, 1) == before
-
-
-def test_fingerprint_changes_with_deepspeed_json_and_world_size(files):
-    config, ds = files
-    plain = fingerprint(config, None, 1)
-    with_ds = fingerprint(config, ds, 1)
-    assert with_ds != plain
-    ds.write_text('{"zero_optimization": {"stage": 3}}\n')
-    assert fingerprint(config, ds, 1) != with_ds
-    assert fingerprint(config, None, 2) != plain
-    assert fingerprint(config, None, 2) != fingerprint(config, None, 4)
+    assert identity(config, data, model) == first
 
 
 # ---------------------------------------------------------------------------------------------
-# work dir
+# the attempt's work dir
 
 
-def fp(n):
-    return f"{n:064x}"
+def test_a_new_attempt_starts_fresh_and_records_its_inputs(tmp_path):
+    work = tmp_path / "attempts" / "abc"
+    assert prepare_attempt(work, {"dataset": "d1"}) == (None, None)
+    assert json.loads((work / INPUTS).read_text()) == {"dataset": "d1"}
 
 
-def test_prepare_fresh_dir_writes_the_fingerprint(tmp_path):
-    work = tmp_path / "train" / "work_dir"
-    assert prepare_work_dir(work, fp(1)) is None
-    assert (work / FINGERPRINT).read_text() == fp(1) + "\n"
-    assert sorted(p.name for p in work.iterdir()) == [FINGERPRINT]
-
-
-def test_prepare_existing_empty_dir_is_a_fresh_start(tmp_path):
-    work = tmp_path / "work_dir"
+def test_an_interrupted_attempt_resumes_from_its_last_checkpoint(tmp_path):
+    work = tmp_path / "abc"
     work.mkdir()
-    assert prepare_work_dir(work, fp(1)) is None
-    assert (work / FINGERPRINT).read_text().strip() == fp(1)
-    assert not list(tmp_path.glob("*.superseded-*"))
+    (work / "iter_80.pth").write_bytes(b"w")
+    (work / "last_checkpoint").write_text("/elsewhere/old/work_dir/iter_80.pth\n")
+    assert prepare_attempt(work, {}) == (None, work / "iter_80.pth")
 
 
-def populated(work, fingerprint_value, checkpoint="iter_80.pth", marker_name=None):
-    work.mkdir(parents=True, exist_ok=True)
-    (work / FINGERPRINT).write_text(fingerprint_value + "\n")
-    if checkpoint:
-        (work / checkpoint).write_bytes(b"weights")
-    # mmengine writes the absolute path of the latest checkpoint, without a newline
-    (work / "last_checkpoint").write_text(str(work / (marker_name or checkpoint or "iter_80.pth")))
-    (work / "20240101_000000").mkdir()
-    (work / "20240101_000000" / "log.txt").write_text("first run")
-
-
-def test_same_fingerprint_resumes_from_last_checkpoint(tmp_path, capsys):
-    work = tmp_path / "work_dir"
-    populated(work, fp(1), "iter_80.pth")
-    resume = prepare_work_dir(work, fp(1))
-    assert resume == work / "iter_80.pth"
-    assert checkpoint_iteration(resume) == 80
-    assert "resuming from" in capsys.readouterr().out
-    assert (work / "20240101_000000" / "log.txt").read_text() == "first run"
-    assert not list(tmp_path.glob("*.superseded-*"))
-
-
-def test_resume_follows_the_marker_by_name_inside_the_work_dir(tmp_path):
-    """A work dir moved elsewhere (another machine's absolute path in the marker) still resumes."""
-    work = tmp_path / "work_dir"
-    populated(work, fp(1), "iter_160.pth")
-    (work / "last_checkpoint").write_text("/elsewhere/old/work_dir/iter_160.pth\n")
-    assert prepare_work_dir(work, fp(1)) == work / "iter_160.pth"
+def test_a_finished_attempt_is_reused_without_training(tmp_path):
+    work = tmp_path / "abc"
+    work.mkdir()
+    (work / "iter_160.pth").write_bytes(b"w")
+    finished = {"checkpoint": str(work / "iter_160.pth"), "iteration": 160}
+    (work / COMPLETE).write_text(json.dumps(finished))
+    assert prepare_attempt(work, {}) == (finished, None)
+    (work / "iter_160.pth").unlink()  # its checkpoint gone: not reusable
+    assert prepare_attempt(work, {}) == (None, None)
 
 
 def test_marker_pointing_at_a_missing_checkpoint_does_not_resume(tmp_path):
-    work = tmp_path / "work_dir"
-    populated(work, fp(1), checkpoint=None, marker_name="iter_80.pth")
-    assert last_checkpoint(work) is None
-    assert prepare_work_dir(work, fp(1)) is None
-    # same config: nothing is moved aside
-    assert not list(tmp_path.glob("*.superseded-*"))
-    assert (work / FINGERPRINT).read_text().strip() == fp(1)
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_80.pth"))
+    assert last_checkpoint(tmp_path) is None
+    assert prepare_attempt(tmp_path, {}) == (None, None)
 
 
 def test_last_checkpoint_without_marker_is_none(tmp_path):
@@ -132,38 +130,18 @@ def test_deepspeed_checkpoint_folder_counts_as_a_checkpoint(tmp_path):
     assert last_checkpoint(tmp_path) == tmp_path / "iter_10.pth"
 
 
-def test_different_fingerprint_moves_the_old_dir_aside_never_deletes(tmp_path, capsys):
-    work = tmp_path / "work_dir"
-    populated(work, fp(1), "iter_80.pth")
-    assert prepare_work_dir(work, fp(2)) is None
-    aside = tmp_path / "work_dir.superseded-1"
-    assert aside.is_dir()
-    assert (aside / "iter_80.pth").read_bytes() == b"weights"
-    assert (aside / FINGERPRINT).read_text().strip() == fp(1)
-    assert (aside / "20240101_000000" / "log.txt").read_text() == "first run"
-    assert "moved to" in capsys.readouterr().out
-    # the new work dir starts clean, with the new fingerprint
-    assert sorted(p.name for p in work.iterdir()) == [FINGERPRINT]
-    assert (work / FINGERPRINT).read_text().strip() == fp(2)
-
-    # train something under fp(2), then change the config again: -2, and -1 is left alone
-    (work / "iter_40.pth").write_bytes(b"second")
-    (work / "last_checkpoint").write_text(str(work / "iter_40.pth"))
-    assert prepare_work_dir(work, fp(3)) is None
-    second = tmp_path / "work_dir.superseded-2"
-    assert (second / "iter_40.pth").read_bytes() == b"second"
-    assert (second / FINGERPRINT).read_text().strip() == fp(2)
-    assert (aside / "iter_80.pth").read_bytes() == b"weights"
-    assert (work / FINGERPRINT).read_text().strip() == fp(3)
-
-
-def test_dir_without_fingerprint_is_moved_aside(tmp_path):
-    work = tmp_path / "work_dir"
-    work.mkdir()
-    (work / "iter_80.pth").write_bytes(b"unknown origin")
-    (work / "last_checkpoint").write_text(str(work / "iter_80.pth"))
-    assert prepare_work_dir(work, fp(1)) is None
-    assert (tmp_path / "work_dir.superseded-1" / "iter_80.pth").read_bytes() == b"unknown origin"
+def test_wall_time_counts_every_segment_the_killed_one_included(tmp_path):
+    """Defect: the report's wall time after a resume counted only the last segment."""
+    (tmp_path / "iter_40.pth").write_bytes(b"w")
+    os.utime(tmp_path / "iter_40.pth", (1030, 1030))
+    segments = [{"started": 1000.0, "ended": None, "exit_status": None, "resumed_from": None}]
+    write_segments(tmp_path, segments)
+    os.utime(tmp_path / SEGMENTS, (1000, 1000))
+    closed = close_interrupted(tmp_path, read_segments(tmp_path))
+    assert closed[0]["ended"] == 1030 and closed[0]["exit_status"] == "killed"
+    closed.append({"started": 2000.0, "ended": 2050.0, "exit_status": 0,
+                   "resumed_from": "iter_40.pth"})
+    assert wall_time(closed) == 80.0
 
 
 @pytest.mark.parametrize("name, iteration", [("iter_1.pth", 1), ("iter_160.pth", 160),
@@ -184,18 +162,18 @@ def test_checkpoint_iteration_rejects_other_names(name):
 
 
 def test_command_without_launcher():
-    assert train_command(run_for(), "cfg.py", None, None) == [sys.executable, *TOOL, "cfg.py", "--work-dir", "wd",
+    assert train_command(run_for(), "cfg.py", None, None, "wd") == [sys.executable, *TOOL, "cfg.py", "--work-dir", "wd",
                                          "--launcher", "none"]
 
 
 def test_command_with_deepspeed_and_resume(tmp_path):
-    command = train_command(run_for(), "cfg.py", "ds.json", tmp_path / "iter_80.pth")
+    command = train_command(run_for(), "cfg.py", "ds.json", tmp_path / "iter_80.pth", "wd")
     assert command == [sys.executable, *TOOL, "cfg.py", "--work-dir", "wd", "--launcher", "none",
                        "--deepspeed", "ds.json", "--resume", str(tmp_path / "iter_80.pth")]
 
 
 def test_pytorch_launcher_uses_torch_distributed_run():
-    command = train_command(run_for("pytorch", 4), "cfg.py", "ds.json", None)
+    command = train_command(run_for("pytorch", 4), "cfg.py", "ds.json", None, "wd")
     assert command[:4] == [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=4"]
     assert command[4].startswith("--master_port=")
     port = int(command[4].split("=", 1)[1])
@@ -207,16 +185,16 @@ def test_pytorch_launcher_uses_torch_distributed_run():
 
 def test_slurm_launcher_prefixes_srun_with_kill_on_bad_exit():
     run = run_for("slurm", srun="srun --cpu-bind=none -n 4")
-    command = train_command(run, "cfg.py", None, "wd/iter_8.pth")
+    command = train_command(run, "cfg.py", None, "wd/iter_8.pth", "wd")
     assert command == ["srun", "--cpu-bind=none", "-n", "4", "--kill-on-bad-exit=1",
                        sys.executable, *TOOL, "cfg.py", "--work-dir", "wd", "--launcher", "slurm",
                        "--resume", "wd/iter_8.pth"]
-    assert train_command(run_for("slurm"), "cfg.py", None, None)[:3] == [
+    assert train_command(run_for("slurm"), "cfg.py", None, None, "wd")[:3] == [
         "srun", "--kill-on-bad-exit=1", sys.executable]
 
 
 def test_slurm_launcher_with_empty_srun_runs_in_place():
-    command = train_command(run_for("slurm", srun=""), "cfg.py", None, None)
+    command = train_command(run_for("slurm", srun=""), "cfg.py", None, None, "wd")
     assert command == [sys.executable, *TOOL, "cfg.py", "--work-dir", "wd", "--launcher", "slurm"]
 
 

@@ -249,7 +249,13 @@ def test_cuda_qlora_keeps_quantization_and_amp(cuda_real):
 
 def test_cuda_base_values_diff_touches_only_the_tutorial_edits(cuda_real, original_text):
     original_lines = original_text.splitlines(keepends=True)
+    # beside the tutorial's edits, the recipe adds its save-on-signal hook (an import, a trailer)
+    added = ["from xtuner_recipe.preemption import SaveCheckpointOnSignal\n", "\n",
+             "# xtuner-recipe: on SIGTERM or SIGUSR1 save a checkpoint and stop; a rerun resumes "
+             "there\n", "custom_hooks.append(dict(type=SaveCheckpointOnSignal))\n"]
     patched_lines = cuda_real["text"].splitlines(keepends=True)
+    assert patched_lines[-3:] == added[1:] and added[0] in patched_lines
+    patched_lines = [line for line in patched_lines[:-3] if line != added[0]]
     assert len(patched_lines) == len(original_lines)
     changed = [(a, b) for a, b in zip(original_lines, patched_lines) if a != b]
     old = [a for a, _ in changed]
