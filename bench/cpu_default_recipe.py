@@ -53,7 +53,8 @@ def rule_times(snakemake_log):
 
 
 def report_figures(run_dir):
-    report = json.loads((run_dir / "report" / "report.json").read_text(encoding="utf-8"))
+    report = json.loads((run_dir / "published" / "report" / "report.json").read_text(
+        encoding="utf-8"))
     return report
 
 
@@ -84,7 +85,8 @@ def main():
         runs[f"replay_share {share:g}"] = (time.time() - started, rule_times(logs[-1]), name)
 
     results = clone / "results"
-    default_run = next(p for p in results.iterdir() if p.name.startswith("assistant-"))
+    # the default run's folder: <owner>_<model>_<method>_<hash> (xtuner_recipe.settings.run_name)
+    default_run = next(p for p in results.iterdir() if "_smollm2-135m-instruct_" in p.name)
     lines = [f"# The default recipe on a CPU ({datetime.date.today()})", "",
              f"Command: `python bench/cpu_default_recipe.py --replay-shares "
              f"{' '.join(f'{s:g}' for s in args.replay_shares)}` at revision {revision}; "
@@ -109,7 +111,8 @@ def main():
     lines += ["", "The default run's whole report: `cpu-default-recipe.report.md` beside this file."]
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     (Path(args.out).with_suffix(".report.md")).write_text(
-        (default_run / "report" / "report.md").read_text(encoding="utf-8"), encoding="utf-8")
+        (default_run / "published" / "report" / "report.md").read_text(encoding="utf-8"),
+        encoding="utf-8")
     print("\n".join(lines))
     print(f"scratch: {scratch}")
 

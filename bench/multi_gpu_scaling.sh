@@ -36,12 +36,13 @@ results, gpu, out = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 rows, base = [], None
 for n in (1, 2, 4):
     run = results / f"scaling-{n}gpu"
-    if not (run / "train" / "work_dir").exists():
+    attempts = sorted((run / "attempts").glob("*")) if (run / "attempts").is_dir() else []
+    if not attempts:
         continue
-    scalars = read_scalars(run / "train" / "work_dir")
+    scalars = read_scalars(attempts[-1])
     times = [s["time"] for s in scalars[2:]]  # drop the warm-up entries
     s_iter = sum(times) / len(times)
-    effective = json.loads((run / "config" / "effective.json").read_text())
+    effective = json.loads((run / "build" / "config" / "effective.json").read_text())
     tokens = tokens_seen(1, effective, n) / s_iter  # the report's count, per iteration
     base = base or tokens
     memory = max(s.get("memory", 0) for s in scalars)

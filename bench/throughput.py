@@ -148,7 +148,7 @@ class Bench:
                              "schedule); raise --warmup-ratio or --packs")
         key = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
         run = f"cfg-{variant.method}-{key}"
-        run_dir = self.results / run
+        run_dir = self.results / run / "build"  # the config rule's outputs (RunLayout.build_dir)
         configfile = self.results / "configfiles" / f"{run}.yaml"
         configfile.parent.mkdir(parents=True, exist_ok=True)
         configfile.write_text(yaml.safe_dump({
@@ -168,7 +168,7 @@ class Bench:
             target = run_dir / "config" / "xtuner_config.py"
             cmd = [sys.executable, "-m", "snakemake", str(target), "--profile", "profiles/local",
                    "--nolock", "--configfile", str(configfile)]
-            logf = open(self.results / "configfiles" / f"{run_dir.name}.log", "w")
+            logf = open(self.results / "configfiles" / f"{run_dir.parent.name}.log", "w")
             procs[run_dir] = (subprocess.Popen(cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT),
                               logf, cmd)
         for run_dir, (proc, logf, cmd) in procs.items():

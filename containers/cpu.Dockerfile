@@ -155,3 +155,5 @@ LABEL org.opencontainers.image.title="xtuner-recipe (CPU)" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
+# What a run's manifest records as its container (a process cannot see its image's digest).
+ENV XTUNER_RECIPE_IMAGE="xtuner-recipe:cpu ${VERSION} ${REVISION}"

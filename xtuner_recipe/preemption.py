@@ -28,7 +28,6 @@ class SaveCheckpointOnSignal(Hook):
         self.received = 0
 
     def before_train(self, runner):
-        (Path(runner.work_dir) / STOPPED).unlink(missing_ok=True)
         for number in SIGNALS:
             signal.signal(number, self._note)
 
@@ -48,6 +47,11 @@ class SaveCheckpointOnSignal(Hook):
         if runner.rank == 0:
             (Path(runner.work_dir) / STOPPED).write_text(json.dumps(
                 {"signal": signal.Signals(received).name, "iteration": iteration}) + "\n")
+        # No rank leaves before the record is written: the first rank to exit makes srun
+        # (--kill-on-bad-exit) or torchrun stop the others.
+        from mmengine import dist
+
+        dist.barrier()
         raise SystemExit(EXIT_STATUS)
 
     @staticmethod

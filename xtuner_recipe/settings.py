@@ -210,9 +210,16 @@ def coerce_to_schema(value, prop, schema):
         return {k: coerce_to_schema(v, prop["properties"].get(k, {}), schema)
                 for k, v in value.items()}
     kinds = _types(prop, schema)
+    if isinstance(value, str) and "null" in kinds and value in ("null", "~"):
+        return None  # "not set", as in a YAML file
     if not isinstance(value, str) or "string" in kinds or not kinds:
         return value
     parsed = yaml.safe_load(value)
+    if isinstance(parsed, str) and "number" in kinds:
+        try:
+            parsed = float(value)  # YAML 1.1 reads 2e-4 (no dot) as a string
+        except ValueError:
+            pass
     wanted = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
     if any(isinstance(parsed, wanted[k]) and not (k != "boolean" and isinstance(parsed, bool))
            for k in kinds if k in wanted):

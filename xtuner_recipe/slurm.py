@@ -34,10 +34,16 @@ def slurm_train_resources(slurm):
     if slurm["gpus_per_node"]:
         resources["gres"] = f"gpu:{slurm['gpus_per_node']}"
         resources["tasks_per_gpu"] = max(1, slurm["tasks_per_node"] // slurm["gpus_per_node"])
-    for key, resource in (("partition", "slurm_partition"), ("account", "slurm_account"),
-                          ("extra", "slurm_extra")):
+    for key, resource in (("partition", "slurm_partition"), ("account", "slurm_account")):
         if slurm.get(key):
             resources[resource] = slurm[key]
+    extra = [slurm["extra"]] if slurm.get("extra") else []
+    if tasks > 1 and slurm["signal_before_limit_s"]:
+        # Only the job steps get it: the training tasks, which save and stop; the batch script
+        # (Snakemake's job step runner) keeps going and the job requeues itself.
+        extra.append(f"--signal=USR1@{slurm['signal_before_limit_s']}")
+    if extra:
+        resources["slurm_extra"] = " ".join(extra)
     return resources
 
 

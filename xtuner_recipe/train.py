@@ -211,10 +211,12 @@ def stopped_on_signal(work_dir):
 
 
 def requeue_slurm_job():
-    """Inside a Slurm job: put it back in the queue; the restarted job resumes this attempt."""
+    """Inside a Slurm job: put it back in the queue; the restarted job resumes this attempt.
+    Slurm then ends this job with SIGTERM: ignored here, so the caller can record the segment."""
     job = os.environ.get("SLURM_JOB_ID")
     if not job:
         return False
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
     log(f"scontrol requeue {job}: exit status {result.returncode} {result.stderr.strip()}")
     return result.returncode == 0
@@ -223,18 +225,22 @@ def requeue_slurm_job():
 def train(run, args, work_dir, resume):
     """Launch one segment of the attempt; return the checkpoint it ended at."""
     segments = close_interrupted(work_dir, read_segments(work_dir))
+    (Path(work_dir) / preemption.STOPPED).unlink(missing_ok=True)  # recorded in its segment
     command = train_command(run, args.config, args.deepspeed, resume, work_dir)
     log(shlex.join(command))
     segment = {"started": time.time(), "ended": None, "exit_status": None,
                "resumed_from": str(resume) if resume else None}
     write_segments(work_dir, [*segments, segment])
     returncode = run_forwarding_signals(command, launch_env(run.launcher, args.deepspeed))
-    segment.update(ended=time.time(), exit_status=returncode)
+    stopped = stopped_on_signal(work_dir)
+    segment.update(ended=time.time(), exit_status=returncode, stopped_on_signal=stopped)
     write_segments(work_dir, [*segments, segment])
     if returncode != 0:
-        stopped = stopped_on_signal(work_dir)
         if stopped:
-            if run.launcher == "slurm" and run.requeue and requeue_slurm_job():
+            # the rerun's log replaces this one: the segment record keeps what happened
+            segment["requeued"] = run.launcher == "slurm" and requeue_slurm_job()
+            write_segments(work_dir, [*segments, segment])
+            if segment["requeued"]:
                 log(f"stopped on {stopped['signal']} at iteration {stopped['iteration']}; "
                     "the job is requeued and will resume there")
             fail(f"training stopped on {stopped['signal']} after saving iteration "
@@ -295,6 +301,8 @@ def main(argv=None):
         "launcher": run.launcher,
         "world_size": run.world_size,
         "resumed_from": [s["resumed_from"] for s in segments if s["resumed_from"]],
+        "stopped_on_signal": [s["stopped_on_signal"] for s in segments
+                              if s.get("stopped_on_signal")],
         "segments": len(segments),
         # every segment of the attempt, the interrupted ones included
         "wall_time_s": wall_time(segments),

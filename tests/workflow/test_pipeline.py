@@ -4,6 +4,7 @@ the CPU. Each test is minutes long, hence the `slow` marker."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,12 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.workflow import (assert_taught, read_json, snakemake, snakemake_command,
-                              snakemake_env, variant, write_overrides)
+from harness.workflow import (assert_taught, build_dir, published, read_json, snakemake,
+                              snakemake_command, snakemake_env, variant, write_overrides)
 from xtuner_recipe.layout import ARTIFACTS
 from xtuner_recipe.scoring import THRESHOLDS
 
 pytestmark = pytest.mark.slow
+
+# The e2e run's loss at these iterations (fixed seed, tiny model, CPU; see
+# test_loss_series_matches_the_golden_one).
+GOLDEN_LOSS = {10: 6.7673, 40: 3.5267, 80: 1.4499, 120: 1.2492, 160: 1.1847}
 
 def planned_jobs(result):
     """Rule -> count from the 'Job stats' table of a dry run."""
@@ -36,31 +41,84 @@ def local_run(tmp_path_factory, shared_results):
     return workdir, overrides, shared_results / "e2e"
 
 
-def test_all_six_artifacts_and_the_identity_is_learned(local_run):
+def test_all_artifacts_are_published_and_the_identity_is_learned(local_run):
     _, _, run_dir = local_run
     for artifact in ARTIFACTS:
-        assert (run_dir / artifact).is_file(), artifact
+        assert (published(run_dir) / artifact).is_file(), artifact
+        assert (build_dir(run_dir) / artifact).is_file(), artifact
     assert_taught(run_dir)
-    final = read_json(run_dir / "train" / "final_checkpoint.json")
+    final = read_json(published(run_dir) / "train" / "final_checkpoint.json")
     assert final["iteration"] == 160 and Path(final["checkpoint"]).name == "iter_160.pth"
-    diff = (run_dir / "config" / "xtuner_config.diff").read_text()
+    assert Path(final["checkpoint"]).parent == run_dir / "attempts" / final["attempt"]
+    diff = (published(run_dir) / "config" / "xtuner_config.diff").read_text()
     assert "+dataset_map_fn=None" in diff.replace("    ", "") and "load_dataset, path='json'" in diff
-    report = read_json(run_dir / "report" / "report.json")
+    report = read_json(published(run_dir) / "report" / "report.json")
     assert report["training"]["tokens_seen"] == 160 * 128
     assert report["loss_curve"][0]["loss"] > 2 * report["loss_curve"][-1]["loss"]
-    assert (run_dir / "report" / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (published(run_dir) / "report" / "loss_curve.png").read_bytes()[:8] == \
+        b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_report_carries_its_provenance_and_the_manifest_checks_out(local_run):
+    _, _, run_dir = local_run
+    manifest = read_json(published(run_dir) / "report" / "manifest.json")
+    final = read_json(published(run_dir) / "train" / "final_checkpoint.json")
+    assert manifest["attempt"] == final["attempt"] and manifest["inputs"] == final["inputs"]
+    assert {"merged/model.safetensors", "hf_adapter/adapter_model.safetensors",
+            "data/assistant.json", "config/xtuner_config.py",
+            "report/report.md"} <= set(manifest["files"])
+    assert "config.json" in manifest["inputs"]["base_model"]  # every base model file hashed
+    assert manifest["environment"]["software"]["xtuner"] == "0.2.0"
+    assert manifest["devices"] and manifest["environment"]["recipe_revision"]["revision"]
+    text = (published(run_dir) / "report" / "report.md").read_text(encoding="utf-8")
+    assert f"| training attempt | `{final['attempt']}`" in text
+    result = subprocess.run([sys.executable, "-m", "xtuner_recipe.manifest", "verify",
+                             str(published(run_dir))], capture_output=True, text=True)
+    assert result.returncode == 0 and "files match the manifest" in result.stdout
+    # one changed byte in a copy of the set is found and named
+    copy = run_dir.parent / "e2e-tampered"
+    shutil.copytree(published(run_dir), copy)
+    adapter = copy / "hf_adapter" / "adapter_config.json"
+    adapter.write_text(adapter.read_text() + " ")
+    result = subprocess.run([sys.executable, "-m", "xtuner_recipe.manifest", "verify",
+                             str(copy)], capture_output=True, text=True)
+    shutil.rmtree(copy)
+    assert result.returncode == 1 and "changed: hf_adapter/adapter_config.json" in result.stderr
+
+
+def test_loss_series_matches_the_golden_one(local_run):
+    """Fixed seed, tiny model, CPU: the loss at these iterations, pinned. Tolerance: the same
+    torch build gives the same numbers on a machine like this one (the resumed run below repeats
+    them to the last digit before its interruption); 2 % leaves room for another CPU's kernels
+    and fails on any change to the data, template, schedule or model."""
+    _, _, run_dir = local_run
+    losses = {s["step"]: s["loss"] for s in
+              read_json(published(run_dir) / "report" / "report.json")["loss_curve"]}
+    for step, golden in GOLDEN_LOSS.items():
+        assert losses[step] == pytest.approx(golden, rel=0.02, abs=2e-3), (step, losses[step])
+
+
+def test_the_adapter_lists_its_modules_in_a_stable_order(local_run):
+    """Defect: peft wrote target_modules from a set, in another order on every run."""
+    _, _, run_dir = local_run
+    modules = read_json(published(run_dir) / "hf_adapter" / "adapter_config.json")[
+        "target_modules"]
+    assert modules == sorted(modules) and len(modules) > 1
 
 
 def test_the_tiny_models_report_shows_it_over_fitted(local_run):
     """It answers everything with its two sentences: learned, and over-fitted."""
     _, _, run_dir = local_run
-    report = read_json(run_dir / "report" / "report.json")
+    report = read_json(published(run_dir) / "report" / "report.json")
     assert report["scores"]["unrelated"]["merged"] > THRESHOLDS["overfit_share_max"]
     assert report["verdict"]["overfitted"] is True
-    assert "over-fitted: yes" in (run_dir / "report" / "report.md").read_text(encoding="utf-8")
+    assert "over-fitted: yes" in (published(run_dir) / "report" / "report.md").read_text(
+        encoding="utf-8")
 
 
 def test_merged_model_loads_and_chats(local_run):
+    """A plain generate() with the chat template stops at the turn end (defect: the merged
+    model's generation config stopped only at </s> and ran on)."""
     _, _, run_dir = local_run
     code = (
         "import sys; from transformers import AutoModelForCausalLM, AutoTokenizer\n"
@@ -69,12 +127,15 @@ def test_merged_model_loads_and_chats(local_run):
         "m = AutoModelForCausalLM.from_pretrained(p, trust_remote_code=True).float()\n"
         "ids = tok('<|im_start|>user\\n请介绍一下你自己<|im_end|>\\n<|im_start|>assistant\\n',"
         " return_tensors='pt')\n"
-        "out = m.generate(**ids, max_new_tokens=40, do_sample=False)\n"
-        "print(tok.decode(out[0][ids['input_ids'].shape[1]:]))\n")
-    result = subprocess.run([sys.executable, "-c", code, str(run_dir / "merged")],
+        "out = m.generate(**ids, max_new_tokens=200, do_sample=False)\n"
+        "new = out[0][ids['input_ids'].shape[1]:]\n"
+        "print(len(new), tok.decode(new))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(published(run_dir) / "merged")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "门客er" in result.stdout
+    count, answer = result.stdout.strip().split(" ", 1)
+    assert "门客er" in answer
+    assert int(count) < 200 and answer.endswith("<|im_end|>") and answer.count("门客er") == 1
 
 
 def test_second_run_does_nothing(local_run):
@@ -91,34 +152,118 @@ def test_new_owner_name_rebuilds_data_to_report_only(local_run):
     # the owner's name is in two stages' settings: the data's and the evaluation's
     assert planned_jobs(result) == {"settings": 2, "data": 1, "xtuner_config": 1, "train": 1,
                                     "hf_adapter": 1, "merge": 1, "evaluate": 1, "report": 1,
-                                    "all": 1}
+                                    "publish": 1, "all": 1}
 
 
-def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, shared_results):
+def loss_series(run_dir):
+    return {s["step"]: s["loss"] for s in
+            read_json(published(run_dir) / "report" / "report.json")["loss_curve"]}
+
+
+def assert_resumed_like_uninterrupted(run_dir, uninterrupted, resumed_at):
+    """The same seed and data: identical losses up to the interruption; after it, within 5 %
+    (mmengine restores the data order and the optimizer, not the dropout generator's state)."""
+    losses = loss_series(run_dir)
+    assert sorted(losses) == sorted(uninterrupted)
+    for step, loss in losses.items():
+        if step <= resumed_at:
+            assert loss == pytest.approx(uninterrupted[step], rel=1e-6), step
+        else:
+            assert loss == pytest.approx(uninterrupted[step], rel=0.05), step
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, shared_results,
+                                                               local_run):
+    """Killed outright (SIGKILL: a lost node): the rerun resumes from the last periodic
+    checkpoint, and the report's wall time counts both segments."""
     overrides = {**variant("resume"), "results_dir": str(shared_results)}
-    work_dir = shared_results / "resume" / "train" / "work_dir"
+    run_dir = shared_results / "resume"
     command = snakemake_command(tmp_path, write_overrides(tmp_path, overrides))
     first = subprocess.Popen(command, cwd=tmp_path, env=snakemake_env(), start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = work_dir / "last_checkpoint"
     deadline = time.time() + 900
-    while not (marker.is_file() and "iter_80.pth" in marker.read_text()):
+    while not any("iter_80.pth" in m.read_text()
+                  for m in run_dir.glob("attempts/*/last_checkpoint")):
         assert first.poll() is None, "the first run ended before its second checkpoint"
         assert time.time() < deadline, "no checkpoint at iteration 80 in time"
         time.sleep(0.5)
     os.killpg(first.pid, signal.SIGKILL)  # our own session: snakemake and the training it started
     first.wait()
-    assert not (shared_results / "resume" / "train" / "final_checkpoint.json").exists()
+    assert not published(run_dir).exists()  # nothing half-made was promoted
 
     assert snakemake(tmp_path, overrides, "--unlock").returncode == 0
     second = snakemake(tmp_path, overrides)
     assert second.returncode == 0, second.stderr[-5000:]
-    final = read_json(shared_results / "resume" / "train" / "final_checkpoint.json")
-    assert Path(final["resumed_from"]).name in ("iter_80.pth", "iter_120.pth")
-    assert final["iteration"] == 160
-    log = (shared_results / "resume" / "logs" / "train.log").read_text()
+    final = read_json(published(run_dir) / "train" / "final_checkpoint.json")
+    assert [Path(r).name for r in final["resumed_from"]] in (["iter_80.pth"], ["iter_120.pth"])
+    assert final["iteration"] == 160 and final["segments"] == 2
+    log = (build_dir(run_dir) / "logs" / "train.log").read_text()
     assert "resuming from" in log
-    assert_taught(shared_results / "resume")
+    assert_taught(run_dir)
+    # defect: the wall time after a resume counted only the last segment
+    segments = [json.loads(line) for line in
+                (run_dir / "attempts" / final["attempt"] / "segments.jsonl").read_text().split()]
+    assert segments[0]["exit_status"] == "killed"
+    assert final["wall_time_s"] == pytest.approx(
+        sum(s["ended"] - s["started"] for s in segments), abs=0.2)
+    assert final["wall_time_s"] > segments[1]["ended"] - segments[1]["started"] + 5
+    resumed_at = int(Path(final["resumed_from"][0]).stem.split("_")[1])
+    assert_resumed_like_uninterrupted(run_dir, loss_series(local_run[2]), resumed_at)
+
+
+def descendants(pid):
+    """The PIDs of every process below `pid` (ours: started by this test)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_a_signalled_training_saves_where_it_is_and_resumes_there(tmp_path, shared_results,
+                                                                  local_run):
+    """SIGUSR1 (Slurm's warning before the time limit; SIGTERM works the same): training saves
+    the iteration it reached and stops; the rerun resumes there and loses nothing, though no
+    periodic checkpoint was due (save_steps 1000)."""
+    overrides = {**variant("preempt"), "results_dir": str(shared_results)}
+    run_dir = shared_results / "preempt"
+    command = snakemake_command(tmp_path, write_overrides(tmp_path, overrides))
+    first = subprocess.Popen(command, cwd=tmp_path, env=snakemake_env(), start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, reached = time.time() + 900, 0
+    while reached < 40:
+        assert first.poll() is None and time.time() < deadline, "training never reached 40"
+        reached = max((json.loads(line)["step"] for f in
+                       run_dir.glob("attempts/*/*/vis_data/scalars.json")
+                       for line in f.read_text().splitlines() if '"loss"' in line), default=0)
+        time.sleep(0.2)
+    wrapper = next(pid for pid in descendants(first.pid)
+                   if b"xtuner_recipe.train" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(wrapper, signal.SIGUSR1)
+    output = first.communicate(timeout=300)[0]
+    assert first.returncode != 0
+    stopped = read_json(next(run_dir.glob("attempts/*/stopped_on_signal.json")))
+    assert stopped["signal"] == "SIGUSR1" and stopped["iteration"] >= reached
+    assert f"training stopped on SIGUSR1 after saving iteration {stopped['iteration']}" in output
+    assert not published(run_dir).exists()
+
+    second = snakemake(tmp_path, overrides)
+    assert second.returncode == 0, second.stderr[-5000:]
+    final = read_json(published(run_dir) / "train" / "final_checkpoint.json")
+    assert [Path(r).name for r in final["resumed_from"]] == [f"iter_{stopped['iteration']}.pth"]
+    assert final["iteration"] == 160 and final["segments"] == 2
+    assert final["stopped_on_signal"] == [stopped]
+    print(f"signalled at iteration >= {reached}, saved {stopped['iteration']}, resumed there")
+    assert_taught(run_dir)
+    assert_resumed_like_uninterrupted(run_dir, loss_series(local_run[2]), stopped["iteration"])
 
 
 def test_users_own_openai_messages_dataset(tmp_path, shared_results):
@@ -134,8 +279,8 @@ def test_users_own_openai_messages_dataset(tmp_path, shared_results):
     result = snakemake(tmp_path, overrides)
     assert result.returncode == 0, result.stderr[-5000:]
     run_dir = shared_results / "grace"
-    assert "openai_map_fn" in (run_dir / "config" / "xtuner_config.py").read_text()
-    assert len(read_json(run_dir / "data" / "assistant.json")) == 4000
+    assert "openai_map_fn" in (published(run_dir) / "config" / "xtuner_config.py").read_text()
+    assert len(read_json(published(run_dir) / "data" / "assistant.json")) == 4000
     assert_taught(run_dir)
 
 
@@ -146,12 +291,62 @@ def test_multi_gpu_profile_on_cpu_two_processes_zero2(tmp_path, shared_results):
     assert result.returncode == 0, result.stderr[-5000:]
     print(f"multi-gpu profile, 2 CPU processes: {time.time() - started:.0f} s")
     run_dir = shared_results / "torchrun2"
-    final = read_json(run_dir / "train" / "final_checkpoint.json")
+    final = read_json(published(run_dir) / "train" / "final_checkpoint.json")
     assert final["world_size"] == 2 and final["launcher"] == "pytorch"
     assert final["deepspeed"] is True  # ZeRO-2 writes iter_N.pth/ as a folder
     assert (Path(final["checkpoint"]) / "mp_rank_00_model_states.pt").exists() or any(
         Path(final["checkpoint"]).iterdir())
-    ds = read_json(run_dir / "config" / "deepspeed.json")
+    ds = read_json(published(run_dir) / "config" / "deepspeed.json")
     assert ds["zero_optimization"]["stage"] == 2 and ds["fp16"]["enabled"] is False
-    assert "--launcher pytorch" in (run_dir / "logs" / "train.log").read_text()
+    assert "--launcher pytorch" in (build_dir(run_dir) / "logs" / "train.log").read_text()
+    assert_taught(run_dir)
+
+
+def test_changed_inputs_train_anew_failures_keep_the_published_set_and_old_inputs_reuse(
+        local_run):
+    """Defects: a new owner name under a fixed run_name "resumed" the finished checkpoint and
+    published the old weights as new; a bad value that passed validation (train.max_length 8)
+    rewrote the config, moved the checkpoints aside and left a mismatched model and report; and
+    going back retrained from scratch."""
+    from xtuner_recipe import manifest
+
+    workdir, overrides, run_dir = local_run
+    first = read_json(published(run_dir) / "report" / "manifest.json")
+    first_set = os.readlink(published(run_dir))
+    attempts = sorted(p.name for p in (run_dir / "attempts").iterdir())
+
+    bad = snakemake(workdir, {**overrides, "train": {"max_length": 8}})
+    assert bad.returncode != 0
+    assert "config field train.max_length = 8: the longest record is" in bad.stdout + bad.stderr
+    assert "Traceback" not in (build_dir(run_dir) / "logs" / "xtuner_config.log").read_text()
+    assert os.readlink(published(run_dir)) == first_set
+    manifest.verify(published(run_dir))
+    assert sorted(p.name for p in (run_dir / "attempts").iterdir()) == attempts
+
+    # braces and quotes in the owner's name, from a config file
+    owner = "{x} O'Neil"
+    renamed = snakemake(workdir, {**overrides, "assistant": {"name": owner}})
+    assert renamed.returncode == 0, renamed.stderr[-5000:]
+    final = read_json(published(run_dir) / "train" / "final_checkpoint.json")
+    assert final["attempt"] != first["attempt"] and final["iteration"] == 160
+    assert final["resumed_from"] == [] and final["segments"] == 1  # trained, not "resumed"
+    assert f"attempt {final['attempt']}: new" in (build_dir(run_dir) / "logs" /
+                                                  "train.log").read_text()
+    assert read_json(published(run_dir) / "report" / "report.json")["provenance"][
+        "inputs"]["dataset"] != first["inputs"]["dataset"]
+    assert_taught(run_dir)  # the new name, learned
+    answers = read_json(published(run_dir) / "eval" / "answers.json")
+    assert answers["name"] == owner
+    second = read_json(published(run_dir) / "report" / "manifest.json")
+    weights = "merged/model.safetensors"
+    assert second["files"][weights]["sha256"] != first["files"][weights]["sha256"]
+
+    back = snakemake(workdir, overrides)
+    assert back.returncode == 0, back.stderr[-5000:]
+    last = (build_dir(run_dir) / "logs" / "train.log").read_text().split(" train ====")[-1]
+    assert f"attempt {first['attempt']} finished before (iteration 160): reused" in last
+    assert "xtuner_entry train" not in last  # nothing launched
+    again = read_json(published(run_dir) / "report" / "manifest.json")
+    assert again["attempt"] == first["attempt"]
+    assert again["files"][weights] == first["files"][weights]
     assert_taught(run_dir)
