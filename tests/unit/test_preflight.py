@@ -34,7 +34,8 @@ def test_max_length_must_hold_the_longest_record(tiny_chat_model):
     from xtuner_recipe.preflight import check_max_length
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model)
-    records = [{"conversation": [{"input": "请介绍一下你自己", "output": "我是Ada的小助手"}]}] * 3 + [
+    identity = {"conversation": [{"input": "请介绍一下你自己", "output": "我是Ada的小助手"}]}
+    records = [identity] * 3 + [
         {"messages": [{"role": "system", "content": "Be brief."},
                       {"role": "user", "content": "Who are you?"},
                       {"role": "assistant", "content": "Ada's assistant, at your service."}]}]

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 # test_loss_series_matches_the_golden_one).
 GOLDEN_LOSS = {10: 6.7673, 40: 3.5267, 80: 1.4499, 120: 1.2492, 160: 1.1847}
 
+
 def planned_jobs(result):
     """Rule -> count from the 'Job stats' table of a dry run."""
     table = result.stdout.split("Job stats:")[1].split("total")[0]
@@ -201,8 +202,8 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, shared_
     assert "resuming from" in log
     assert_taught(run_dir)
     # defect: the wall time after a resume counted only the last segment
-    segments = [json.loads(line) for line in
-                (run_dir / "attempts" / final["attempt"] / "segments.jsonl").read_text().split()]
+    record = run_dir / "attempts" / final["attempt"] / "segments.jsonl"
+    segments = [json.loads(line) for line in record.read_text().splitlines()]
     assert segments[0]["exit_status"] == "killed"
     assert final["wall_time_s"] == pytest.approx(
         sum(s["ended"] - s["started"] for s in segments), abs=0.2)
@@ -236,8 +237,10 @@ def test_a_signalled_training_saves_where_it_is_and_resumes_there(tmp_path, shar
     overrides = {**variant("preempt"), "results_dir": str(shared_results)}
     run_dir = shared_results / "preempt"
     command = snakemake_command(tmp_path, write_overrides(tmp_path, overrides))
-    first = subprocess.Popen(command, cwd=tmp_path, env=snakemake_env(), start_new_session=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    console = tmp_path / "first-run.out"
+    with console.open("w") as out:
+        first = subprocess.Popen(command, cwd=tmp_path, env=snakemake_env(),
+                                 start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     deadline, reached = time.time() + 900, 0
     while reached < 40:
         assert first.poll() is None and time.time() < deadline, "training never reached 40"
@@ -245,11 +248,12 @@ def test_a_signalled_training_saves_where_it_is_and_resumes_there(tmp_path, shar
                        run_dir.glob("attempts/*/*/vis_data/scalars.json")
                        for line in f.read_text().splitlines() if '"loss"' in line), default=0)
         time.sleep(0.2)
-    wrapper = next(pid for pid in descendants(first.pid)
-                   if b"xtuner_recipe.train" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    # the training wrapper (python -m xtuner_recipe.train), not the shell that started it
+    wrapper = next(pid for pid in descendants(first.pid) if b"-m\x00xtuner_recipe.train\x00"
+                   in Path(f"/proc/{pid}/cmdline").read_bytes())
     os.kill(wrapper, signal.SIGUSR1)
-    output = first.communicate(timeout=300)[0]
-    assert first.returncode != 0
+    assert first.wait(timeout=300) != 0
+    output = console.read_text()
     stopped = read_json(next(run_dir.glob("attempts/*/stopped_on_signal.json")))
     assert stopped["signal"] == "SIGUSR1" and stopped["iteration"] >= reached
     assert f"training stopped on SIGUSR1 after saving iteration {stopped['iteration']}" in output
