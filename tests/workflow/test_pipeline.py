@@ -196,7 +196,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, shared_
     second = snakemake(tmp_path, overrides)
     assert second.returncode == 0, second.stderr[-5000:]
     final = read_json(published(run_dir) / "train" / "final_checkpoint.json")
-    assert [Path(r).name for r in final["resumed_from"]] in (["iter_80.pth"], ["iter_120.pth"])
+    assert [Path(r).name for r in final["resumed_from"]] == ["iter_80.pth"]
     assert final["iteration"] == 160 and final["segments"] == 2
     log = (build_dir(run_dir) / "logs" / "train.log").read_text()
     assert "resuming from" in log
@@ -233,7 +233,9 @@ def test_a_signalled_training_saves_where_it_is_and_resumes_there(tmp_path, shar
                                                                   local_run):
     """SIGUSR1 (Slurm's warning before the time limit; SIGTERM works the same): training saves
     the iteration it reached and stops; the rerun resumes there and loses nothing, though no
-    periodic checkpoint was due (save_steps 1000)."""
+    periodic checkpoint was due (save_steps 1000; xtuner's sample chat, which draws random
+    numbers, runs at each periodic save: the e2e run's losses differ from step 85 on, within the
+    tolerance)."""
     overrides = {**variant("preempt"), "results_dir": str(shared_results)}
     run_dir = shared_results / "preempt"
     command = snakemake_command(tmp_path, write_overrides(tmp_path, overrides))
