@@ -46,6 +46,10 @@ onerror:
         logger.error(quote)
 
 
+onsuccess:
+    logger.info(f"{LOG_PREFIX} the result: {LAYOUT.published}/report/report.md")
+
+
 def get_settings_file(wildcards):
     """The content of one settings file."""
     return SETTINGS.files()[settings_path(wildcards.folder, wildcards.name)]
