@@ -15,6 +15,7 @@ def build_settings(user_config):
     try:
         preflight.check_config_args(workflow.config_settings.config_args)
         built = recipe_settings.build(user_config, workflow.basedir)
+        preflight.check_results_dir(built.layout.results_dir)
         if built.data.dataset:
             records = assistant_data.read_records(built.data.dataset)
             assistant_data.check_records(records, built.data.dataset)

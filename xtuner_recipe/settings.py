@@ -349,7 +349,6 @@ def patch_settings(config, device, model_path, data_path, values=None):
 def build(user, root, environ=None):
     """Resolve and check the user's config into Settings; raises ConfigError (field and fix)."""
     config = resolve_config(user, root)
-    preflight.check_results_dir(config["results_dir"])
     check_model(config)
     xtuner_catalog.check_base_config(config["xtuner"]["base_config"])
     xtuner_catalog.check_prompt_template(config["xtuner"]["prompt_template"])
