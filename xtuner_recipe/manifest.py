@@ -32,7 +32,7 @@ PACKAGES = ("xtuner", "torch", "transformers", "peft", "mmengine", "deepspeed", 
             "datasets", "accelerate", "tokenizers", "snakemake")
 
 
-def sha256_file(path):
+def sha256_of(path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -51,7 +51,7 @@ def tree_hashes(root, names=None):
     tops = [root / n for n in names] if names else [root]
     files = sorted(p for top in tops for p in ([top] if top.is_file() else top.rglob("*"))
                    if p.is_file() and p.name not in SKIPPED)
-    return {str(p.relative_to(root)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    return {str(p.relative_to(root)): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
             for p in files}
 
 
@@ -72,7 +72,7 @@ def container():
     if sif:
         path = Path(sif)
         return {"runtime": "apptainer", "image": sif,
-                "image_sha256": sha256_file(path) if path.is_file() else None}
+                "image_sha256": sha256_of(path) if path.is_file() else None}
     if Path("/.dockerenv").exists() or os.environ.get("XTUNER_RECIPE_IMAGE"):
         return {"runtime": "docker", "image": os.environ.get("XTUNER_RECIPE_IMAGE"),
                 "image_sha256": None}

