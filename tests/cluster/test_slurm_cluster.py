@@ -81,7 +81,9 @@ def test_cluster_lifecycle_start_stop_twice(tmp_path):
     _skip_unless_root()
     if sc.active_clusters():
         pytest.skip("the session's Slurm cluster is already running (one per machine)")
-    etc_before = sc.ETC_SLURM_CONF.is_symlink() or sc.ETC_SLURM_CONF.exists()
+    etc = sc.ETC_SLURM_CONF
+    # A foreign config must come back; a stale link of a killed earlier cluster is ours to drop.
+    foreign_before = (etc.is_symlink() or etc.exists()) and not sc.SlurmCluster._is_ours(etc)
     t0 = time.monotonic()
     try:
         cluster = sc.SlurmCluster(tmp_path / "cluster").start()
@@ -101,7 +103,7 @@ def test_cluster_lifecycle_start_stop_twice(tmp_path):
         cluster.stop()
     for name, pid in pids.items():
         assert not sc._pid_alive(pid), f"{name} (pid {pid}) still alive"
-    assert (sc.ETC_SLURM_CONF.is_symlink() or sc.ETC_SLURM_CONF.exists()) == etc_before
+    assert (etc.is_symlink() or etc.exists()) == foreign_before
     assert not sc.active_clusters()
     print(f"cluster start {started:.2f}s (daemons {cluster.timings['start_s']:.2f}s), "
           f"stop {stopped:.2f}s")
