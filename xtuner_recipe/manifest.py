@@ -139,6 +139,8 @@ def publish(manifest_path, receipt):
                 if not (store / n).exists())
     partial = store / f"{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
+    umask = os.umask(0)
+    os.umask(umask)
     for relative in [*manifest["files"], MANIFEST]:
         target = partial / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +148,7 @@ def publish(manifest_path, receipt):
             os.link(Path(build_dir) / relative, target)  # no copy: same bytes, new name
         except OSError:
             shutil.copy2(Path(build_dir) / relative, target)
+        os.chmod(target, 0o666 & ~umask)  # safetensors writes 0600: the result is for others too
     complete = store / name
     partial.rename(complete)
     link = Path(run_dir) / "published"

