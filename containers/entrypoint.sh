@@ -40,10 +40,10 @@ if ! id -un >/dev/null 2>&1; then
 fi
 export XDG_CACHE_HOME=${XDG_CACHE_HOME:-$HOME/.cache}
 # DeepSpeed's CPU add-on is built into the image once; torch takes a lock file beside it, so each
-# user gets a writable copy.
+# user gets a writable copy (timestamps kept, so ninja finds nothing to rebuild).
 if [[ -z ${TORCH_EXTENSIONS_DIR:-} && -d /opt/torch-extensions ]]; then
     export TORCH_EXTENSIONS_DIR=$XDG_CACHE_HOME/torch_extensions
-    [[ -d $TORCH_EXTENSIONS_DIR ]] || { mkdir -p "$XDG_CACHE_HOME"; cp -r /opt/torch-extensions "$TORCH_EXTENSIONS_DIR"; }
+    [[ -d $TORCH_EXTENSIONS_DIR ]] || { mkdir -p "$XDG_CACHE_HOME"; cp -a /opt/torch-extensions "$TORCH_EXTENSIONS_DIR"; }
 fi
 
 case ${1:-} in

@@ -123,6 +123,16 @@ def check(folder, manifest):
     return problems
 
 
+def follow_umask(path):
+    """Give `path` (and what a folder holds) the modes the umask asks for: safetensors writes its
+    files 0600 and mkdtemp its folders 0700, which would hide a result from everyone but its owner."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for item in [Path(path), *(Path(path).rglob("*") if Path(path).is_dir() else [])]:
+        if not item.is_symlink():
+            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
+
+
 def publish(manifest_path, receipt):
     """Promote the build: check it against its manifest, link it into a new folder under
     `.published/`, point `published` at it in one rename, then drop older sets."""
@@ -139,8 +149,6 @@ def publish(manifest_path, receipt):
                 if not (store / n).exists())
     partial = store / f"{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    umask = os.umask(0)
-    os.umask(umask)
     for relative in [*manifest["files"], MANIFEST]:
         target = partial / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +156,7 @@ def publish(manifest_path, receipt):
             os.link(Path(build_dir) / relative, target)  # no copy: same bytes, new name
         except OSError:
             shutil.copy2(Path(build_dir) / relative, target)
-        os.chmod(target, 0o666 & ~umask)  # safetensors writes 0600: the result is for others too
+        follow_umask(target)
     complete = store / name
     partial.rename(complete)
     link = Path(run_dir) / "published"

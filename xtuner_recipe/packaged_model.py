@@ -26,7 +26,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from xtuner_recipe.manifest import sha256_of
+from xtuner_recipe.manifest import follow_umask, sha256_of
 
 SOURCE_FILE = "model_source.json"
 # The chat template's turn end: generation must stop there, not only at the tokenizer's eos.
@@ -123,13 +123,8 @@ def publish_folder(out, build):
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make the finished folder private
         build(tmp)
-        for path in tmp.rglob("*"):  # safetensors writes its files 0600
-            if path.is_file():
-                os.chmod(path, 0o666 & ~umask)
+        follow_umask(tmp)
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

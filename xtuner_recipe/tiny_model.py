@@ -11,6 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
+from xtuner_recipe.manifest import follow_umask
+
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -121,6 +123,7 @@ def build_tiny_internlm2(out_dir, shape, seed=0, device="cpu", dtype="float32"):
     for name in MODELING_FILES:
         if not (out_dir / name).exists():
             shutil.copy(internlm2_modeling_dir() / name, out_dir / name)
+    follow_umask(out_dir)
     return out_dir
 
 

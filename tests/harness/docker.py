@@ -169,5 +169,5 @@ def read_pins(path: Path) -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==")
-            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.split()[0]  # no --hash=...
     return pins
