@@ -41,7 +41,6 @@ from harness.workflow import (assert_taught, build_dir, published, read_json, ru
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
-TEST_TAG = os.environ.get("XTUNER_RECIPE_CPU_TEST_IMAGE", "xtuner-recipe:cpu-test")
 SANDBOX = Path(os.environ.get("XTUNER_RECIPE_SANDBOX_DIR",
                               REPO / ".scratch" / "apptainer" / "xtuner-recipe-cpu.sandbox"))
 STANDIN = REPO / "tests" / "harness" / "apptainer-standin"
