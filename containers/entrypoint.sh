@@ -16,6 +16,8 @@ xtuner-recipe ${XTUNER_RECIPE_IMAGE:-} : the fine-tuning recipe, its tests and i
         --config recipe=tiny-internlm2/lora_cpu    --dry-run    --until data
   docker run --rm --network none IMAGE test [PYTEST OPTIONS]
       runs the tests baked into the image (default: -m "not slow", the unit and bad-input tests)
+  docker run --rm -it -v "\$PWD/out:/runs" IMAGE chat results/<run_name> [--base] [--prompt TEXT]
+      chat with a run's fine-tuned model (or its base model), streamed; --help lists the options
   docker run --rm IMAGE COMMAND [ARGS]
       any command inside the image (bash, python, snakemake, xtuner, ...)
   docker run --rm IMAGE --help        this text
@@ -57,6 +59,11 @@ case ${1:-} in
         for arg in "$@"; do [[ $arg == -m ]] && marker=(); done
         exec python -m pytest -p no:cacheprovider --basetemp "${TMPDIR:-/tmp}/xtuner-recipe-tests" \
             "${marker[@]}" "$@"
+        ;;
+    chat)
+        shift
+        cd "$RUNS" 2>/dev/null || true  # run folders are named relative to /runs
+        exec python -m xtuner_recipe.chat "$@"
         ;;
     "" | -*)
         if [[ ! -d $RUNS || ! -w $RUNS ]]; then

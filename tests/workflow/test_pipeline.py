@@ -139,6 +139,21 @@ def test_merged_model_loads_and_chats(local_run):
     assert int(count) < 200 and answer.endswith("<|im_end|>") and answer.count("门客er") == 1
 
 
+def test_the_chat_command_talks_to_the_run_before_and_after(local_run):
+    """`python -m xtuner_recipe.chat RUN` finds the published model, its template and system line;
+    --base talks to the model before fine-tuning, which does not know the owner."""
+    workdir, _, run_dir = local_run
+    answers = {}
+    for extra in ([], ["--base"]):
+        result = subprocess.run([sys.executable, "-m", "xtuner_recipe.chat", str(run_dir.relative_to(workdir)),
+                                 "--prompt", "请介绍一下你自己", "--max-new-tokens", "48", *extra],
+                                cwd=workdir, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        answers[" ".join(extra) or "fine-tuned"] = result.stdout.strip()
+    assert answers["fine-tuned"].count("门客er") == 1, answers
+    assert "门客er" not in answers["--base"], answers
+
+
 def test_second_run_does_nothing(local_run):
     workdir, overrides, _ = local_run
     result = snakemake(workdir, overrides, "--dry-run")
