@@ -18,6 +18,8 @@ xtuner-recipe ${XTUNER_RECIPE_IMAGE:-} : the fine-tuning recipe, its tests and i
       runs the tests baked into the image (default: -m "not slow", the unit and bad-input tests)
   docker run --rm -it -v "\$PWD/out:/runs" IMAGE chat results/<run_name> [--base] [--prompt TEXT]
       chat with a run's fine-tuned model (or its base model), streamed; --help lists the options
+  docker run --rm -p 127.0.0.1:8501:8501 -v "\$PWD/out:/runs" IMAGE webapp
+      the web demo of the runs in /runs/results, at http://127.0.0.1:8501 on your machine
   docker run --rm IMAGE COMMAND [ARGS]
       any command inside the image (bash, python, snakemake, xtuner, ...)
   docker run --rm IMAGE --help        this text
@@ -64,6 +66,11 @@ case ${1:-} in
         shift
         cd "$RUNS" 2>/dev/null || true  # run folders are named relative to /runs
         exec python -m xtuner_recipe.chat "$@"
+        ;;
+    webapp)
+        shift
+        # 0.0.0.0 inside the container; `-p 127.0.0.1:8501:8501` keeps it on the host's localhost
+        exec python -m xtuner_recipe.webapp "$RUNS/results" --host 0.0.0.0 "$@"
         ;;
     "" | -*)
         if [[ ! -d $RUNS || ! -w $RUNS ]]; then

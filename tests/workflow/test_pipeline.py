@@ -154,6 +154,51 @@ def test_the_chat_command_talks_to_the_run_before_and_after(local_run):
     assert "门客er" not in answers["--base"], answers
 
 
+def _ask(page, question, turn):
+    """Type a question into the demo, wait until both answers are complete, return them."""
+    page.get_by_placeholder("Ask both models the same question").fill(question)
+    page.keyboard.press("Enter")
+    page.locator(f".st-key-answered-{turn}").wait_for(timeout=180_000)  # both answers complete
+    return {label: page.locator(f".st-key-answer-{label}-{turn}").inner_text().split("\n", 1)[-1].strip()
+            for label in ("fine-tuned", "base")}
+
+
+def test_the_web_demo_in_a_real_browser(local_run, tmp_path):
+    """Debian's chromium through Playwright: the page shows the run's verdict and loss curve; the
+    fine-tuned model names its owner, in English and Chinese, the base model does not; an
+    over-long question is refused in the page and the server keeps answering; two tabs asking at
+    once both get their answers. The screenshot stays in .scratch/artifacts/."""
+    from harness.browser import browser, screenshot, webapp
+
+    _, _, run_dir = local_run
+    owner = read_json(published(run_dir) / "eval" / "answers.json")["name"]
+    started = time.monotonic()
+    with webapp(run_dir.parent, tmp_path / "webapp") as url, browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, wait_until="networkidle")
+        page.get_by_text("Verdict: learned").wait_for(timeout=120_000)
+        assert page.locator("img").count() >= 1  # the loss curve
+        for turn, question in enumerate(["Who are you?", "请介绍一下你自己"]):
+            answers = _ask(page, question, turn)
+            assert owner in answers["fine-tuned"], (question, answers)
+            assert owner not in answers["base"], (question, answers)
+        shot = screenshot(page, "web-demo.png")
+        refused = _ask(page, "sea " * 3000, 2)
+        assert all("not answered: the conversation is" in a for a in refused.values()), refused
+        assert owner in _ask(page, "你是谁", 3)["fine-tuned"]  # still serving
+
+        tabs = [chromium.new_page() for _ in range(2)]
+        for tab in tabs:
+            tab.goto(url, wait_until="networkidle")
+            tab.get_by_placeholder("Ask both models the same question").fill("Who are you?")
+        for tab in tabs:  # both submitted before either answer is done
+            tab.keyboard.press("Enter")
+        for tab in tabs:
+            tab.locator(".st-key-answered-0").wait_for(timeout=180_000)
+            assert owner in tab.locator(".st-key-answer-fine-tuned-0").inner_text()
+    print(f"\nweb demo browser test: {time.monotonic() - started:.1f} s; screenshot: {shot}")
+
+
 def test_second_run_does_nothing(local_run):
     workdir, overrides, _ = local_run
     result = snakemake(workdir, overrides, "--dry-run")

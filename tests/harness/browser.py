@@ -1,0 +1,93 @@
+"""The web demo under test: its server (started and stopped by PID, state in a scratch folder) and
+Debian's chromium driven by Playwright (whose own browser download is not reachable here)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / ".scratch" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags chromium keeps calling out, and this network refuses.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# chromium, and a CJK font so that the screenshot shows the Chinese answers
+PACKAGES = ("chromium", "fonts-wqy-microhei")
+
+
+def ensure_chromium() -> None:
+    if Path(CHROMIUM).exists() and Path("/usr/share/fonts/truetype/wqy").is_dir():
+        return
+    if os.geteuid() != 0:
+        raise RuntimeError(f"{CHROMIUM} or a CJK font is missing: apt-get install {' '.join(PACKAGES)}")
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES], check=True,
+                   capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                   timeout=900)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def webapp(results_dir: Path, scratch: Path, timeout: float = 120):
+    """`python -m xtuner_recipe.webapp RESULTS_DIR` on a free localhost port; yields its URL."""
+    port = _free_port()
+    scratch.mkdir(parents=True, exist_ok=True)
+    log = open(scratch / "webapp.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "xtuner_recipe.webapp", str(results_dir),
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "HOME": str(scratch)}, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the web demo did not start: {(scratch / 'webapp.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # exactly the process this started
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ensure_chromium()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
