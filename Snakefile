@@ -29,6 +29,7 @@ include: "rules/merge.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/publish.smk"
+include: "rules/bundle.smk"
 
 
 # Cheap steps run where Snakemake runs, also under profiles/slurm.
@@ -39,6 +40,7 @@ localrules:
     xtuner_config,
     report,
     publish,
+    bundle,
 
 
 rule all:

@@ -8,6 +8,8 @@ here.
                                             outputs, complete only once `publish` ran
         attempts/<attempt>/                 xtuner's work dirs, one per training attempt (named by
                                             the hash of everything that decides the weights)
+        bundle/                             `snakemake bundle`: the published set made ready to push
+                                            to a model hub (xtuner_recipe/bundle.py)
 """
 
 import dataclasses
@@ -68,6 +70,10 @@ class RunLayout:
     @property
     def published(self):
         return f"{self.run_dir}/published"
+
+    @property
+    def bundle(self):
+        return f"{self.run_dir}/bundle"
 
     @property
     def tiny_model(self):

@@ -40,15 +40,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def webapp(results_dir: Path, scratch: Path, timeout: float = 120):
+def webapp(results_dir: Path, scratch: Path):
     """`python -m xtuner_recipe.webapp RESULTS_DIR` on a free localhost port; yields its URL."""
+    return serve([sys.executable, "-m", "xtuner_recipe.webapp", str(results_dir), "--port", "{port}"],
+                 scratch)
+
+
+def streamlit_app(app: Path, scratch: Path):
+    """`streamlit run APP` (a bundle's page) on a free localhost port; yields its URL."""
+    return serve([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", "{port}",
+                  "--server.address", "127.0.0.1", "--server.headless", "true",
+                  "--browser.gatherUsageStats", "false"], scratch)
+
+
+@contextlib.contextmanager
+def serve(command: list[str], scratch: Path, timeout: float = 120):
+    """A Streamlit server (`{port}` in `command` becomes a free port), its HOME in `scratch`."""
     port = _free_port()
     scratch.mkdir(parents=True, exist_ok=True)
-    log = open(scratch / "webapp.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "xtuner_recipe.webapp", str(results_dir),
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "HOME": str(scratch)}, start_new_session=True)
+    log = open(scratch / "server.log", "w")
+    proc = subprocess.Popen([part.replace("{port}", str(port)) for part in command], stdout=log,
+                            stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(scratch)},
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -59,7 +72,7 @@ def webapp(results_dir: Path, scratch: Path, timeout: float = 120):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the web demo did not start: {(scratch / 'webapp.log').read_text()[-3000:]}")
+                raise RuntimeError(f"the server did not start: {(scratch / 'server.log').read_text()[-3000:]}")
             time.sleep(0.5)
         yield url
     finally:

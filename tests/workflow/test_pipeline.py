@@ -199,6 +199,42 @@ def test_the_web_demo_in_a_real_browser(local_run, tmp_path):
     print(f"\nweb demo browser test: {time.monotonic() - started:.1f} s; screenshot: {shot}")
 
 
+def test_the_bundle_is_ready_to_push_and_its_card_and_app_work(local_run, tmp_path):
+    """`snakemake bundle`: the merged model, a model card, the app and checksums. The card's own
+    loading snippet, run as written in the bundle, answers with the owner's name, and so does the
+    bundle's app in a real browser."""
+    from harness.browser import browser, streamlit_app
+    from xtuner_recipe.manifest import sha256_of
+
+    workdir, overrides, run_dir = local_run
+    started = time.monotonic()
+    result = snakemake(workdir, overrides, "bundle")
+    assert result.returncode == 0, result.stderr[-3000:]
+    bundle = run_dir / "bundle"
+    listed = dict(line.split("  ", 1)[::-1] for line in (bundle / "SHA256SUMS").read_text().splitlines())
+    assert {"README.md", "model/model.safetensors", "app/app.py", "app/requirements.txt",
+            "prompt_template.json", "provenance.json", "eval_answers.json"} <= set(listed)
+    assert all(sha256_of(bundle / name) == digest for name, digest in listed.items())
+    files = {p.relative_to(bundle).as_posix(): p.stat().st_size for p in bundle.rglob("*") if p.is_file()}
+    print(f"\nbundle ({time.monotonic() - started:.1f} s): {json.dumps(files)}")
+    card = (bundle / "README.md").read_text(encoding="utf-8")
+    owner = read_json(published(run_dir) / "eval" / "answers.json")["name"]
+    assert card.startswith("---\nlicense: ") and owner in card and "## Evaluation" in card
+    requirements = (bundle / "app" / "requirements.txt").read_text().split()
+    assert all(re.fullmatch(r"[a-z]+==[0-9.]+", line) for line in requirements), requirements
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    ran = subprocess.run([sys.executable, "-c", snippet.replace("Who are you?", "请介绍一下你自己")],
+                         cwd=bundle, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0 and owner in ran.stdout, ran.stderr[-2000:]
+    with streamlit_app(bundle / "app" / "app.py", tmp_path / "app") as url, browser() as chromium:
+        page = chromium.new_page()
+        page.goto(url, wait_until="networkidle")
+        page.get_by_placeholder("Ask me something").fill("请介绍一下你自己")
+        page.keyboard.press("Enter")
+        page.locator(".st-key-answered-0").wait_for(timeout=180_000)
+        assert owner in page.locator('[data-testid="stChatMessage"]').nth(1).inner_text()
+
+
 def test_second_run_does_nothing(local_run):
     workdir, overrides, _ = local_run
     result = snakemake(workdir, overrides, "--dry-run")

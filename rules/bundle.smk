@@ -1,0 +1,14 @@
+# A folder to push to a model hub or an app platform, made from the published set:
+# `snakemake bundle` (not part of `all`: sharing is a choice). xtuner_recipe/bundle.py says what
+# it holds; README.md shows the push commands.
+rule bundle:
+    input:
+        LAYOUT.publish_receipt,
+    output:
+        directory(LAYOUT.bundle),
+    log:
+        LAYOUT.log("bundle"),
+    params:
+        published=LAYOUT.published,
+    shell:
+        "python -m xtuner_recipe.bundle --published {params.published:q} --out {output:q} > {log:q} 2>&1"
