@@ -4,6 +4,7 @@ Debian's chromium driven by Playwright (whose own browser download is not reacha
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -104,3 +105,9 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def record(name: str, **facts) -> None:
+    """Facts of a browser test for the session's summary (tests/conftest.py prints them)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(facts, sort_keys=True) + "\n")

@@ -168,7 +168,7 @@ def test_the_web_demo_in_a_real_browser(local_run, tmp_path):
     fine-tuned model names its owner, in English and Chinese, the base model does not; an
     over-long question is refused in the page and the server keeps answering; two tabs asking at
     once both get their answers. The screenshot stays in .scratch/artifacts/."""
-    from harness.browser import browser, screenshot, webapp
+    from harness.browser import browser, record, screenshot, webapp
 
     _, _, run_dir = local_run
     owner = read_json(published(run_dir) / "eval" / "answers.json")["name"]
@@ -196,7 +196,7 @@ def test_the_web_demo_in_a_real_browser(local_run, tmp_path):
         for tab in tabs:
             tab.locator(".st-key-answered-0").wait_for(timeout=180_000)
             assert owner in tab.locator(".st-key-answer-fine-tuned-0").inner_text()
-    print(f"\nweb demo browser test: {time.monotonic() - started:.1f} s; screenshot: {shot}")
+    record("web-demo", seconds=round(time.monotonic() - started, 1), screenshot=str(shot))
 
 
 def test_the_bundle_is_ready_to_push_and_its_card_and_app_work(local_run, tmp_path):
