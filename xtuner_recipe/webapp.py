@@ -1,7 +1,7 @@
 """The web demo: pick a finished run, ask its fine-tuned model and its base model the same question
 side by side (answers stream in), and see the report's verdict, figures and loss curve.
 
-    python -m xtuner_recipe.webapp [RESULTS_DIR] [--port 8501] [--host 127.0.0.1]
+    python -m xtuner_recipe.webapp [RESULTS_DIR] [--run NAME] [--port 8501] [--host 127.0.0.1]
 
 It binds to localhost unless --host says otherwise, needs no network, and loads each model once
 (shared by every browser tab; one answer at a time per model, the others wait their turn).
@@ -63,7 +63,7 @@ def answer_pieces(chat, lock, prompt):
         yield f"\n\n(not answered: {outcome['error']})"
 
 
-def page(results_dir):
+def page(results_dir, first_run=None):
     import streamlit as st
 
     @st.cache_resource(show_spinner="Loading the model (once for every tab)...")
@@ -78,7 +78,9 @@ def page(results_dir):
         st.warning(f"No finished run under {results_dir}: run the recipe first (`make run`)."
                    + (f" Not finished yet: {', '.join(runs)}." if runs else ""))
         return
-    name = st.sidebar.selectbox("Run", sorted(finished), key="run")
+    names = sorted(finished)
+    name = st.sidebar.selectbox("Run", names, key="run",
+                                index=names.index(first_run) if first_run in names else 0)
     published = finished[name]
     pending = sorted(set(runs) - set(finished))
     if pending:
@@ -129,6 +131,7 @@ def page(results_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results_dir", nargs="?", default="results")
+    parser.add_argument("--run", help="the run shown first (default: the first by name)")
     parser.add_argument("--port", type=int, default=8501)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
     args = parser.parse_args(argv)
@@ -139,7 +142,7 @@ def main(argv=None):
                "--server.address", args.host, "--server.port", str(args.port),
                "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
-               "--", str(Path(args.results_dir).resolve())]
+               "--", str(Path(args.results_dir).resolve()), *([args.run] if args.run else [])]
     print(f"[xtuner-recipe] serving {args.results_dir} on http://{args.host}:{args.port}",
           file=sys.stderr)
     os.execv(sys.executable, command)  # the same process: stopping this PID stops the server
@@ -155,6 +158,6 @@ def running_in_streamlit():
 
 if __name__ == "__main__":
     if running_in_streamlit():
-        page(sys.argv[1])
+        page(*sys.argv[1:3])
     else:
         main()

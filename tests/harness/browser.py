@@ -41,10 +41,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def webapp(results_dir: Path, scratch: Path):
+def webapp(results_dir: Path, scratch: Path, run: str | None = None):
     """`python -m xtuner_recipe.webapp RESULTS_DIR` on a free localhost port; yields its URL."""
-    return serve([sys.executable, "-m", "xtuner_recipe.webapp", str(results_dir), "--port", "{port}"],
-                 scratch)
+    return serve([sys.executable, "-m", "xtuner_recipe.webapp", str(results_dir), "--port", "{port}",
+                  *(["--run", run] if run else [])], scratch)
+
+
+def ask(page, question, turn, placeholder="Ask both models the same question"):
+    """Type a question into a page of ours and wait for its `answered-<turn>` mark."""
+    page.get_by_placeholder(placeholder).fill(question)
+    page.keyboard.press("Enter")
+    page.locator(f".st-key-answered-{turn}").wait_for(timeout=300_000)
+
+
+def answers(page, turn):
+    """The web demo's two answers of one turn (without their captions)."""
+    return {label: page.locator(f".st-key-answer-{label}-{turn}").inner_text().split("\n", 1)[-1].strip()
+            for label in ("fine-tuned", "base")}
 
 
 def streamlit_app(app: Path, scratch: Path):

@@ -55,3 +55,25 @@ def test_every_figure_comes_with_its_raw_answers(default_set):
     assert set(report["perplexity"]) == {"base", "merged"}
     text = (default_set / "report" / "report.md").read_text(encoding="utf-8")
     assert text.splitlines()[2].startswith("**Verdict: ")
+
+
+def test_the_web_demo_shows_the_default_models_change(default_run, tmp_path):
+    """The real model in Debian's chromium: asked its training prompts in both languages, the
+    fine-tuned SmolLM2 names its owner and the base model does not. Screenshot kept."""
+    import time
+
+    from harness.browser import answers, ask, browser, record, screenshot, webapp
+
+    owner = read_json(published(default_run) / "eval" / "answers.json")["name"]
+    started = time.monotonic()
+    with webapp(default_run.parent, tmp_path / "webapp", run=default_run.name) as url, \
+            browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, wait_until="networkidle")
+        for turn, question in enumerate(["Who are you?", "请介绍一下你自己"]):
+            ask(page, question, turn)
+            got = answers(page, turn)
+            assert owner in got["fine-tuned"] and owner not in got["base"], (question, got)
+        shot = screenshot(page, "web-demo-default-recipe.png")
+    record("web-demo-default-recipe", seconds=round(time.monotonic() - started, 1),
+           screenshot=str(shot))

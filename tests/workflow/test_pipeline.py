@@ -154,21 +154,12 @@ def test_the_chat_command_talks_to_the_run_before_and_after(local_run):
     assert "门客er" not in answers["--base"], answers
 
 
-def _ask(page, question, turn):
-    """Type a question into the demo, wait until both answers are complete, return them."""
-    page.get_by_placeholder("Ask both models the same question").fill(question)
-    page.keyboard.press("Enter")
-    page.locator(f".st-key-answered-{turn}").wait_for(timeout=180_000)  # both answers complete
-    return {label: page.locator(f".st-key-answer-{label}-{turn}").inner_text().split("\n", 1)[-1].strip()
-            for label in ("fine-tuned", "base")}
-
-
 def test_the_web_demo_in_a_real_browser(local_run, tmp_path):
     """Debian's chromium through Playwright: the page shows the run's verdict and loss curve; the
     fine-tuned model names its owner, in English and Chinese, the base model does not; an
     over-long question is refused in the page and the server keeps answering; two tabs asking at
     once both get their answers. The screenshot stays in .scratch/artifacts/."""
-    from harness.browser import browser, record, screenshot, webapp
+    from harness.browser import answers, ask, browser, record, screenshot, webapp
 
     _, _, run_dir = local_run
     owner = read_json(published(run_dir) / "eval" / "answers.json")["name"]
@@ -177,15 +168,17 @@ def test_the_web_demo_in_a_real_browser(local_run, tmp_path):
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, wait_until="networkidle")
         page.get_by_text("Verdict: learned").wait_for(timeout=120_000)
-        assert page.locator("img").count() >= 1  # the loss curve
+        page.locator("img").first.wait_for(timeout=60_000)  # the loss curve
         for turn, question in enumerate(["Who are you?", "请介绍一下你自己"]):
-            answers = _ask(page, question, turn)
-            assert owner in answers["fine-tuned"], (question, answers)
-            assert owner not in answers["base"], (question, answers)
+            ask(page, question, turn)
+            got = answers(page, turn)
+            assert owner in got["fine-tuned"] and owner not in got["base"], (question, got)
         shot = screenshot(page, "web-demo.png")
-        refused = _ask(page, "sea " * 3000, 2)
+        ask(page, "sea " * 3000, 2)
+        refused = answers(page, 2)
         assert all("not answered: the conversation is" in a for a in refused.values()), refused
-        assert owner in _ask(page, "你是谁", 3)["fine-tuned"]  # still serving
+        ask(page, "你是谁", 3)
+        assert owner in answers(page, 3)["fine-tuned"]  # still serving
 
         tabs = [chromium.new_page() for _ in range(2)]
         for tab in tabs:
@@ -203,7 +196,7 @@ def test_the_bundle_is_ready_to_push_and_its_card_and_app_work(local_run, tmp_pa
     """`snakemake bundle`: the merged model, a model card, the app and checksums. The card's own
     loading snippet, run as written in the bundle, answers with the owner's name, and so does the
     bundle's app in a real browser."""
-    from harness.browser import browser, streamlit_app
+    from harness.browser import ask, browser, streamlit_app
     from xtuner_recipe.manifest import sha256_of
 
     workdir, overrides, run_dir = local_run
@@ -229,9 +222,7 @@ def test_the_bundle_is_ready_to_push_and_its_card_and_app_work(local_run, tmp_pa
     with streamlit_app(bundle / "app" / "app.py", tmp_path / "app") as url, browser() as chromium:
         page = chromium.new_page()
         page.goto(url, wait_until="networkidle")
-        page.get_by_placeholder("Ask me something").fill("请介绍一下你自己")
-        page.keyboard.press("Enter")
-        page.locator(".st-key-answered-0").wait_for(timeout=180_000)
+        ask(page, "请介绍一下你自己", 0, placeholder="Ask me something")
         assert owner in page.locator('[data-testid="stChatMessage"]').nth(1).inner_text()
 
 
