@@ -135,8 +135,9 @@ class ChatModel:
 
 class PromptTooLong(ChatError):
     def __init__(self, length, room):
-        super().__init__(f"the conversation is {length} tokens, this model takes at most {room} "
-                         "(its context less --max-new-tokens): ask something shorter, or /reset")
+        super().__init__(f"the prompt is {length} tokens with the conversation before it, this model "
+                         f"takes at most {room} (its context less the tokens kept for the answer): "
+                         "ask something shorter")
         self.length, self.room = length, room
 
 

@@ -43,7 +43,7 @@ def test_a_streamed_answer_is_the_greedy_answer_piece_by_piece(tiny_chat_model):
 
 def test_a_prompt_longer_than_the_context_is_refused_with_the_numbers(tiny_chat_model):
     chat = ChatModel(tiny_chat_model, "internlm2_chat", max_new_tokens=16, device="cpu")
-    with pytest.raises(PromptTooLong, match=r"at most 112 \(its context less --max-new-tokens\)"):
+    with pytest.raises(PromptTooLong, match=r"at most 112 \(its context less the tokens kept for the answer\)"):
         chat.stream("the sea " * 200)
 
 

@@ -176,7 +176,7 @@ def test_the_web_demo_in_a_real_browser(local_run, tmp_path):
         shot = screenshot(page, "web-demo.png")
         ask(page, "sea " * 3000, 2)
         refused = answers(page, 2)
-        assert all("not answered: the conversation is" in a for a in refused.values()), refused
+        assert all("not answered: the prompt is" in a for a in refused.values()), refused
         ask(page, "你是谁", 3)
         assert owner in answers(page, 3)["fine-tuned"]  # still serving
 
