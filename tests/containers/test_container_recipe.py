@@ -49,9 +49,9 @@ OVERRIDES = variant("container-e2e")
 UID = 1001  # not the image's user: no passwd entry, no home
 RUN = OVERRIDES["run_name"]
 # rule -> what its shell command runs, read from rules/*.smk; the tiny recipe builds its own model
-# and mixes in no replay answers
+# and mixes in no replay answers, and `all` makes no bundle
 TINY_RECIPE_RULES = {rule: module for rule, module in rule_commands().items()
-                     if rule not in ("packaged_model", "replay")}
+                     if rule not in ("packaged_model", "replay", "bundle")}
 COMPARED = ["data/assistant.json", "config/xtuner_config.py", "settings/xtuner_config.json"]
 
 
