@@ -172,6 +172,8 @@ def published_set(target):
 
 def resolve(target, base=False, template=None, system=None):
     """(model folder, template, system, name) for a run folder or a model folder."""
+    if not Path(target).exists():
+        raise ChatError(f"{target} does not exist: give a run folder (results/<run>) or a model folder")
     found = published_set(target)
     if found is None:
         if base:

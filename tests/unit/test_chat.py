@@ -94,7 +94,7 @@ def test_an_adapter_is_tried_on_its_base_model_before_merging(tiny_chat_model, t
 
 
 @pytest.mark.parametrize("files, message", [
-    ([], "is not a folder"),
+    ([], "does not exist: give a run folder"),
     (["config.json"], "is not a complete model folder: it lacks weights (*.safetensors or "
                       "pytorch_model*.bin) and a tokenizer"),
     (["build/settings/x.json"], "has no published set yet: its run has not finished"),
