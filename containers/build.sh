@@ -171,6 +171,8 @@ cmd_image() {
         log "$flavour: using the local base $BASE_TAG (the Dockerfile's default is the pinned Debian)"
     fi
     [[ -n $base ]] && extra+=(--build-arg "BASE_IMAGE=$base")
+    # PyPI's torch is the CUDA build; the CPU-wheel index would offer 2.13.0+cpu for torch==2.13.0
+    [[ $flavour == cuda ]] && extra+=(--build-arg "TORCH_INDEX_URL=https://pypi.org/simple")
     "$PYTHON" containers/wheelhouse.py check \
         || die "containers/cpu.lock.txt or cuda.lock.txt is older than its inputs: run containers/build.sh lock"
     compgen -G "containers/wheelhouse/$flavour/*.whl" >/dev/null \
