@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,9 +29,12 @@ def ensure_chromium() -> None:
         return
     if os.geteuid() != 0:
         raise RuntimeError(f"{CHROMIUM} or a CJK font is missing: apt-get install {' '.join(PACKAGES)}")
-    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES], check=True,
-                   capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                   timeout=900)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=900)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+                   check=True, env=env, timeout=900)
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} still missing after apt-get install {' '.join(PACKAGES)}")
 
 
 def _free_port() -> int:
