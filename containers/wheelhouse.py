@@ -158,11 +158,8 @@ def sync_folder(pins: dict[str, str], wheelhouse: Path = WHEELHOUSE) -> dict[str
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def lock() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from xtuner_recipe.manifest import follow_umask, sha256_of
 from xtuner_recipe.packaged_model import SOURCE_FILE, publish_folder
+from xtuner_recipe.report import verdict_lines
 
 APP = Path(__file__).with_name("bundle_app.py")
 # InternLM2 models ship modeling code that imports einops
@@ -57,7 +58,6 @@ def model_card(published, base_licence):
     spdx = base_licence.split()[0].lower() if base_licence else "other"
     rows = "\n".join(f"| {group} | {s['base']:.2f} | {s['merged']:.2f} |"
                      for group, s in report["scores"].items())
-    yes_no = {True: "yes", False: "no", None: "n/a"}
     system = answers.get("system")
     return f"""---
 license: {spdx}
@@ -95,9 +95,7 @@ prompt template `{answers['prompt_template']}`{f' with the system line "{system}
 
 ## Evaluation
 
-Learned: {yes_no[verdict['learned']]} ({verdict['learned_reason']}); kept general ability:
-{yes_no[verdict['kept_general']]} ({verdict['kept_general_reason']}); over-fitted:
-{yes_no[verdict['overfitted']]} ({verdict['overfitted_reason']}).
+{chr(10).join(verdict_lines(verdict))}
 
 | prompts | base model | this model |
 |---|---|---|

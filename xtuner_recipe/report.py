@@ -145,12 +145,16 @@ def verdict_line(verdict):
             f"ability: {kept}; over-fitted: {'yes' if verdict['overfitted'] else 'no'}.**")
 
 
+def verdict_lines(verdict):
+    """The verdict and its three reasons, as the report, the web demo and the model card show it."""
+    return [verdict_line(verdict), "", f"- learned: {verdict['learned_reason']}",
+            f"- kept general ability: {verdict['kept_general_reason']}",
+            f"- over-fitted: {verdict['overfitted_reason']}"]
+
+
 def markdown(answers, verdict, summary, run_name, png_name, prov):
     groups = answers["groups"]
-    lines = [f"# Eval report: {run_name}", "", verdict_line(verdict), "",
-             f"- learned: {verdict['learned_reason']}",
-             f"- kept general ability: {verdict['kept_general_reason']}",
-             f"- over-fitted: {verdict['overfitted_reason']}", "",
+    lines = [f"# Eval report: {run_name}", "", *verdict_lines(verdict), "",
              f"The identity counts as stated when an answer names **{answers['name']}** and says "
              "it is an assistant; thresholds and their reasons: `xtuner_recipe/scoring.py`.", "",
              "| measure | counts | base model | fine-tuned (merged) |", "|---|---|---|---|"]

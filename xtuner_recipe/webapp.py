@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from xtuner_recipe.chat import ChatError, ChatModel, published_set, resolve
+from xtuner_recipe.report import verdict_lines
 
 MAX_NEW_TOKENS = 96
 MODELS = ("fine-tuned", "base")
@@ -31,16 +32,6 @@ def find_runs(results_dir):
             except ChatError:
                 found[folder.name] = None
     return found
-
-
-def verdict(published):
-    """The report's verdict line and its reasons, as report.md words them."""
-    lines = (published / "report" / "report.md").read_text(encoding="utf-8").splitlines()
-    start = next((n for n, line in enumerate(lines) if line.startswith("**Verdict")), None)
-    if start is None:
-        return ""
-    reasons = [line for line in lines[start + 1:start + 6] if line.startswith("- ")]
-    return "\n".join([lines[start], "", *reasons])
 
 
 def answer_pieces(chat, lock, prompt):
@@ -87,7 +78,7 @@ def page(results_dir, first_run=None):
         st.sidebar.caption(f"Not finished yet: {', '.join(pending)}")
     report = json.loads((published / "report" / "report.json").read_text(encoding="utf-8"))
     st.sidebar.subheader("Verdict")
-    st.sidebar.markdown(verdict(published))
+    st.sidebar.markdown("\n".join(verdict_lines(report["verdict"])))
     st.sidebar.subheader("Share of prompts passed")
     st.sidebar.table({group: {"base": f"{s['base']:.2f}", "fine-tuned": f"{s['merged']:.2f}"}
                       for group, s in report["scores"].items()})

@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -137,32 +136,22 @@ def test_recipe_in_image_matches_the_host_run(container_run, host_run):
 def test_the_images_web_demo_serves_the_run(cpu_image, container_run):
     """`docker run ... IMAGE webapp` on the run folder the image made: a real browser asks, the
     fine-tuned model names its owner. (The private engine has no bridge: host network.)"""
-    from harness.browser import _free_port, browser
+    from harness.browser import ask_who_it_is, browser, free_port, wait_until_serving
 
     owner = read_json(published(container_run) / "eval" / "answers.json")["name"]
-    port = _free_port()
+    port = free_port()
     name = f"xtuner-recipe-webapp-{port}"
     docker("run", "-d", "--rm", "--name", name, "--network=host", "--user", f"{UID}:{UID}",
            "--mount", f"type=bind,source={container_run.parent.parent},target=/runs", cpu_image,
            "webapp", "--port", str(port))
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, docker("logs", name, check=False).stderr[-3000:]
-                time.sleep(0.5)
+        wait_until_serving(url, lambda: name in docker("ps", "--format", "{{.Names}}").stdout,
+                           lambda: docker("logs", name, check=False).stderr[-3000:])
         with browser() as chromium:
             page = chromium.new_page()
             page.goto(url, wait_until="networkidle")
-            page.get_by_placeholder("Ask both models the same question").fill("请介绍一下你自己")
-            page.keyboard.press("Enter")
-            page.locator(".st-key-answered-0").wait_for(timeout=180_000)
-            assert owner in page.locator(".st-key-answer-fine-tuned-0").inner_text()
-            assert owner not in page.locator(".st-key-answer-base-0").inner_text()
+            ask_who_it_is(page, owner)
     finally:
         docker("stop", name, check=False)  # the one container this test started, by name
 

@@ -37,7 +37,7 @@ def ensure_chromium() -> None:
         raise RuntimeError(f"{CHROMIUM} still missing after apt-get install {' '.join(PACKAGES)}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -62,6 +62,15 @@ def answers(page, turn):
             for label in ("fine-tuned", "base")}
 
 
+def ask_who_it_is(page, owner) -> None:
+    """Turns 0 and 1 of the web demo, in English and Chinese: the fine-tuned model names its
+    owner, the base model does not."""
+    for turn, question in enumerate(["Who are you?", "请介绍一下你自己"]):
+        ask(page, question, turn)
+        got = answers(page, turn)
+        assert owner in got["fine-tuned"] and owner not in got["base"], (question, got)
+
+
 def streamlit_app(app: Path, scratch: Path):
     """`streamlit run APP` (a bundle's page) on a free localhost port; yields its URL."""
     return serve([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", "{port}",
@@ -69,10 +78,25 @@ def streamlit_app(app: Path, scratch: Path):
                   "--browser.gatherUsageStats", "false"], scratch)
 
 
+def wait_until_serving(url, running, log_tail, timeout: float = 120) -> None:
+    """Until Streamlit's health check at `url` answers; fails with the server's log when the
+    server stops (`running()` false) or the time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            pass
+        if not running() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server at {url} did not start: {log_tail()}")
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def serve(command: list[str], scratch: Path, timeout: float = 120):
     """A Streamlit server (`{port}` in `command` becomes a free port), its HOME in `scratch`."""
-    port = _free_port()
+    port = free_port()
     scratch.mkdir(parents=True, exist_ok=True)
     log = open(scratch / "server.log", "w")
     proc = subprocess.Popen([part.replace("{port}", str(port)) for part in command], stdout=log,
@@ -80,16 +104,8 @@ def serve(command: list[str], scratch: Path, timeout: float = 120):
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: {(scratch / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_until_serving(url, lambda: proc.poll() is None,
+                           lambda: (scratch / "server.log").read_text()[-3000:], timeout)
         yield url
     finally:
         if proc.poll() is None:

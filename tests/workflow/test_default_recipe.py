@@ -62,7 +62,7 @@ def test_the_web_demo_shows_the_default_models_change(default_run, tmp_path):
     fine-tuned SmolLM2 names its owner and the base model does not. Screenshot kept."""
     import time
 
-    from harness.browser import answers, ask, browser, record, screenshot, webapp
+    from harness.browser import ask_who_it_is, browser, record, screenshot, webapp
 
     owner = read_json(published(default_run) / "eval" / "answers.json")["name"]
     started = time.monotonic()
@@ -70,10 +70,7 @@ def test_the_web_demo_shows_the_default_models_change(default_run, tmp_path):
             browser() as chromium:
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, wait_until="networkidle")
-        for turn, question in enumerate(["Who are you?", "请介绍一下你自己"]):
-            ask(page, question, turn)
-            got = answers(page, turn)
-            assert owner in got["fine-tuned"] and owner not in got["base"], (question, got)
+        ask_who_it_is(page, owner)
         shot = screenshot(page, "web-demo-default-recipe.png")
     record("web-demo-default-recipe", seconds=round(time.monotonic() - started, 1),
            screenshot=str(shot))

@@ -160,7 +160,7 @@ def test_the_web_demo_in_a_real_browser(local_run, tmp_path):
     fine-tuned model names its owner, in English and Chinese, the base model does not; an
     over-long question is refused in the page and the server keeps answering; two tabs asking at
     once both get their answers. The screenshot stays in .scratch/artifacts/."""
-    from harness.browser import answers, ask, browser, record, screenshot, webapp
+    from harness.browser import answers, ask, ask_who_it_is, browser, record, screenshot, webapp
 
     _, _, run_dir = local_run
     owner = read_json(published(run_dir) / "eval" / "answers.json")["name"]
@@ -171,10 +171,7 @@ def test_the_web_demo_in_a_real_browser(local_run, tmp_path):
         page.goto(url, wait_until="networkidle")
         page.get_by_text("Verdict: learned").wait_for(timeout=120_000)
         page.locator("img").first.wait_for(timeout=60_000)  # the loss curve
-        for turn, question in enumerate(["Who are you?", "请介绍一下你自己"]):
-            ask(page, question, turn)
-            got = answers(page, turn)
-            assert owner in got["fine-tuned"] and owner not in got["base"], (question, got)
+        ask_who_it_is(page, owner)
         shot = screenshot(page, "web-demo.png")
         ask(page, "sea " * 3000, 2)
         refused = answers(page, 2)
