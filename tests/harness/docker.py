@@ -74,7 +74,9 @@ def build_image(*args: str, timeout: float = 3600) -> float:
     lines = out.splitlines()
     print("\n".join(lines if proc.returncode else [ln for ln in lines if ln.startswith("[build.sh]")]))
     if proc.returncode:
-        pytest.fail(f"containers/build.sh {' '.join(args)} exited {proc.returncode}")
+        # the cause on the failure's own line: a CI summary may show nothing else of the output
+        tail = " | ".join(ln.strip() for ln in lines[-8:] if ln.strip())
+        pytest.fail(f"containers/build.sh {' '.join(args)} exited {proc.returncode}: {tail}")
     return time.monotonic() - t0
 
 
