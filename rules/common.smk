@@ -6,7 +6,7 @@ import time
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from xtuner_recipe import assistant_data, preflight, slurm
+from xtuner_recipe import preflight, slurm, user_data
 from xtuner_recipe import settings as recipe_settings
 from xtuner_recipe.messages import LOG_PREFIX, ConfigError
 
@@ -14,12 +14,10 @@ from xtuner_recipe.messages import LOG_PREFIX, ConfigError
 def build_settings(user_config):
     try:
         preflight.check_config_args(workflow.config_settings.config_args)
+        # this also reads, checks and splits the user's data
         built = recipe_settings.build(user_config, workflow.basedir)
         preflight.check_results_dir(built.layout.results_dir)
-        if built.data.dataset:
-            records = assistant_data.read_records(built.data.dataset)
-            assistant_data.check_records(records, built.data.dataset)
-    except (ConfigError, assistant_data.DatasetError) as error:
+    except (ConfigError, user_data.DatasetError) as error:
         raise WorkflowError(str(error)) from None
     for warning in built.warnings:
         logger.warning(f"{LOG_PREFIX} warning: {warning}")
@@ -91,8 +89,9 @@ def get_replay(wildcards):
 
 
 def get_user_dataset(wildcards):
-    """A user's dataset is an input: editing it rebuilds everything downstream."""
-    return [SETTINGS.data.dataset] if SETTINGS.data.dataset else []
+    """The user's data files are inputs: editing one rebuilds everything downstream."""
+    paths = [p for p in (SETTINGS.data.path, SETTINGS.data.test_path) if p]
+    return [str(f) for p in paths for f in user_data.text_files(p)]
 
 
 def get_train_resources():

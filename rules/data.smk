@@ -1,4 +1,5 @@
-# assistant.json: the tutorial's generated identity data, or the user's own dataset, checked.
+# assistant.json: the tutorial's generated identity data, or the user's own data, checked; test.json:
+# the held-out test records (tasks qa and pretrain).
 rule data:
     input:
         get_user_dataset,
@@ -6,6 +7,7 @@ rule data:
         replay=get_replay,
     output:
         dataset=LAYOUT.dataset,
+        test=LAYOUT.test_set,
         info=LAYOUT.dataset_info,
     log:
         LAYOUT.log("data"),
@@ -15,4 +17,5 @@ rule data:
         ),
     shell:
         "python -m xtuner_recipe.assistant_data --settings {input.settings:q}"
-        " --out {output.dataset:q} --info {output.info:q} {params.replay} > {log:q} 2>&1"
+        " --out {output.dataset:q} --test-out {output.test:q} --info {output.info:q}"
+        " {params.replay} > {log:q} 2>&1"

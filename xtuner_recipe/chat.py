@@ -74,9 +74,14 @@ class ChatModel:
 
     def answers(self, prompts, batch_size=16):
         """Greedy answers to `prompts`, in order."""
+        return self.complete([build_prompt(self.template_name, self.system, p) for p in prompts],
+                             batch_size)
+
+    def complete(self, texts, batch_size=16):
+        """Greedy continuations of prompt texts (build_prompt's), in order."""
         replies = []
-        for start in range(0, len(prompts), batch_size):
-            replies += self._batch(prompts[start:start + batch_size])
+        for start in range(0, len(texts), batch_size):
+            replies += self._batch(texts[start:start + batch_size])
         return replies
 
     def answer(self, prompt):
@@ -116,8 +121,7 @@ class ChatModel:
                  "tokens_per_s": round(cut / seconds, 1) if seconds else None}
         return self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip(), stats
 
-    def _batch(self, prompts):
-        texts = [build_prompt(self.template_name, self.system, p) for p in prompts]
+    def _batch(self, texts):
         inputs = self.tokenizer(texts, return_tensors="pt", padding=True,
                                 add_special_tokens=True).to(self.device)
         inputs.pop("token_type_ids", None)

@@ -10,6 +10,12 @@ Four groups of prompts, each answered greedily in the prompt template the model 
 - unrelated: everyday prompts (does the answer bring up the owner? over-fitting);
 - general: general-knowledge questions with known answers (is the answer right?).
 Plus the perplexity of both models on a held-out general text.
+
+That is task identity. Task qa asks the held-out test split of the user's data instead (with its
+earlier turns, for multi-turn records) and scores each answer against the reference answer
+(xtuner_recipe.text_metrics); task pretrain measures perplexity on held-out and on training
+documents, and lets both models continue the opening of held-out documents. Both also ask the
+general-knowledge questions: a fine-tune that damages the model shows there.
 """
 
 import argparse
@@ -17,13 +23,15 @@ import json
 import time
 from pathlib import Path
 
-from xtuner_recipe import scoring
+from xtuner_recipe import preflight, scoring, text_metrics
 from xtuner_recipe.messages import log
 from xtuner_recipe.settings import read_stage
 
 TRAIN_PROMPTS_SHOWN = 20
 # Short answers are enough to tell a right general-knowledge answer from a wrong one.
 GENERAL_MAX_NEW_TOKENS = 32
+# Task pretrain: how many held-out documents both models continue, from how many opening words.
+CONTINUATIONS, OPENING_WORDS = 5, 12
 
 
 def training_prompts(dataset_path, limit=TRAIN_PROMPTS_SHOWN):
@@ -55,7 +63,11 @@ def ask(model_path, run, prompts):
     return answers, perplexity, time.time() - started
 
 
-def evaluate(run, merged, dataset):
+def evaluate(run, merged, dataset, test_set):
+    if run.task == "qa":
+        return evaluate_qa(run, merged, dataset, test_set)
+    if run.task == "pretrain":
+        return evaluate_pretrain(run, merged, dataset, test_set)
     training = run.training_prompts or training_prompts(dataset)
     prompts = {"training": training, "heldout": run.heldout_identity_prompts,
                "unrelated": run.unrelated_prompts,
@@ -84,8 +96,131 @@ def evaluate(run, merged, dataset):
             "base": scoring.share(i["base_pass"] for i in items),
             "merged": scoring.share(i["merged_pass"] for i in items),
         }
-    return {"name": run.name, "prompt_template": run.prompt_template, "system": run.system,
-            "groups": groups, "perplexity": perplexity,
+    return {"task": "identity", "name": run.name, "prompt_template": run.prompt_template,
+            "system": run.system, "groups": groups, "perplexity": perplexity,
+            "generation_s": {m: round(s, 1) for m, s in seconds.items()}}
+
+
+def read_records(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def general_group(run, answers):
+    """The general-knowledge questions, each answer judged against its accepted answers."""
+    items = []
+    for question, base, merged in zip(run.general_knowledge, answers["base"], answers["merged"]):
+        item = {"prompt": question["question"], "id": question["id"], "lang": question["lang"],
+                "accepted": question["accepted"], "base": base, "merged": merged}
+        for model in ("base", "merged"):
+            item[f"{model}_pass"] = scoring.general_correct(item[model], question["accepted"])
+        items.append(item)
+    return {"prompts": items, "base": scoring.share(i["base_pass"] for i in items),
+            "merged": scoring.share(i["merged_pass"] for i in items)}
+
+
+def test_items(records, limit):
+    """(system, history, prompt, reference) of the first `limit` distinct test questions: the last
+    assistant turn is the reference, the turns before it the history."""
+    from xtuner_recipe.user_data import question_key
+
+    items, seen = [], set()
+    for record in records:
+        if question_key(record) in seen:
+            continue
+        seen.add(question_key(record))
+        turns = preflight.record_turns(record)
+        *earlier, (_, prompt, reference) = turns
+        items.append({"system": turns[0][0] or None, "history": [[q, a] for _, q, a in earlier],
+                      "prompt": prompt, "reference": reference})
+        if len(items) == limit:
+            break
+    return items
+
+
+def models(run, merged):
+    """(label, ChatModel) of the base model, then the fine-tuned one, loaded one at a time."""
+    from xtuner_recipe.chat import ChatModel
+
+    for label, path in (("base", run.base_model), ("merged", merged)):
+        yield label, ChatModel(path, run.prompt_template, run.system, run.max_new_tokens)
+
+
+def ask_general(chat, run):
+    chat.max_new_tokens = min(run.max_new_tokens, GENERAL_MAX_NEW_TOKENS)
+    answers = chat.answers([q["question"] for q in run.general_knowledge])
+    chat.max_new_tokens = run.max_new_tokens
+    return answers
+
+
+def evaluate_qa(run, merged, dataset, test_set):
+    from xtuner_recipe.chat import build_prompt
+
+    items = test_items(read_records(test_set), run.max_test_items)
+    trained = {text_metrics.normalise(preflight.record_turns(r)[-1][2])
+               for r in read_records(dataset)}
+    general, perplexity, seconds = {}, {}, {}
+    for label, chat in models(run, merged):
+        started = time.time()
+        texts = [build_prompt(run.prompt_template, i["system"] or run.system, i["prompt"],
+                              i["history"]) for i in items]
+        for item, answer in zip(items, chat.complete(texts)):
+            item[label] = answer
+            item[f"{label}_scores"] = {
+                "chrf": round(text_metrics.chrf(answer, item["reference"]), 1),
+                "rouge_l": round(text_metrics.rouge_l(answer, item["reference"]), 1),
+                "exact_match": text_metrics.exact_match(answer, item["reference"])}
+            # a training answer, word for word, that is not this question's answer: recalled
+            item[f"{label}_copied"] = (text_metrics.normalise(answer) in trained
+                                       and not text_metrics.exact_match(answer, item["reference"]))
+        general[label] = ask_general(chat, run)
+        perplexity[label] = scoring.perplexity(chat.model, chat.tokenizer, run.heldout_text,
+                                               chat.device)
+        seconds[label] = time.time() - started
+        log(f"{label} model answered {len(items)} test and {len(general[label])} general "
+            f"questions in {seconds[label]:.0f} s")
+    for item in items:
+        item["lang"] = text_metrics.language(item["reference"])
+    references = [i["reference"] for i in items]
+    test = {"prompts": items, "test_records": len(read_records(test_set))}
+    for label in ("base", "merged"):
+        test[label] = text_metrics.scores_by_language([i[label] for i in items], references)
+        test[f"{label}_copied"] = scoring.share(i[f"{label}_copied"] for i in items)
+    return {"task": "qa", "prompt_template": run.prompt_template, "system": run.system,
+            "groups": {"test": test, "general": general_group(run, general)},
+            "perplexity": perplexity,
+            "generation_s": {m: round(s, 1) for m, s in seconds.items()}}
+
+
+def documents_text(records):
+    return "\n\n".join(r["text"] for r in records)
+
+
+def evaluate_pretrain(run, merged, dataset, test_set):
+    heldout = read_records(test_set)[:run.max_test_items]
+    trained = read_records(dataset)[:len(heldout)]  # as many training documents, to compare
+    openings = [" ".join(d["text"].split()[:OPENING_WORDS]) if not text_metrics.has_cjk(d["text"])
+                else d["text"][:OPENING_WORDS * 2] for d in heldout[:CONTINUATIONS]]
+    domain = {"heldout": {}, "train": {}}
+    general, perplexity, continuations, seconds = {}, {}, {}, {}
+    for label, chat in models(run, merged):
+        started = time.time()
+        for part, docs in (("heldout", heldout), ("train", trained)):
+            domain[part][label] = scoring.perplexity(chat.model, chat.tokenizer,
+                                                     documents_text(docs), chat.device)
+        continuations[label] = chat.complete(openings)  # plain text: no prompt template
+        general[label] = ask_general(chat, run)
+        perplexity[label] = scoring.perplexity(chat.model, chat.tokenizer, run.heldout_text,
+                                               chat.device)
+        seconds[label] = time.time() - started
+        log(f"{label} model: held-out documents perplexity {domain['heldout'][label]:.2f}, "
+            f"{seconds[label]:.0f} s")
+    samples = [{"prompt": opening, "reference": doc["text"], "base": base, "merged": tuned}
+               for opening, doc, base, tuned in zip(openings, heldout, continuations["base"],
+                                                    continuations["merged"])]
+    return {"task": "pretrain", "prompt_template": run.prompt_template, "system": run.system,
+            "groups": {"general": general_group(run, general)},
+            "documents": {"heldout": len(heldout), "train": len(trained)},
+            "domain_perplexity": domain, "continuations": samples, "perplexity": perplexity,
             "generation_s": {m: round(s, 1) for m, s in seconds.items()}}
 
 
@@ -94,14 +229,17 @@ def main(argv=None):
     parser.add_argument("--settings", required=True, help="settings/evaluate.json")
     parser.add_argument("--merged", required=True)
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--test-set", required=True, help="the held-out test records")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     run = read_stage(args.settings, "evaluate")
-    result = evaluate(run, args.merged, args.dataset)
+    result = evaluate(run, args.merged, args.dataset, args.test_set)
     Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
                               encoding="utf-8")
     for group, data in result["groups"].items():
-        log(f"{group}: base {data['base']:.2f} -> merged {data['merged']:.2f}")
+        base, merged = (data[m]["all"]["chrf"] if group == "test" else data[m]
+                        for m in ("base", "merged"))
+        log(f"{group}{' chrF' if group == 'test' else ''}: base {base:.2f} -> merged {merged:.2f}")
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ class RunLayout:
         return self.path(f"logs/{rule}.log")
 
     dataset = property(lambda self: self.path("data/assistant.json"))
+    test_set = property(lambda self: self.path("data/test.json"))
     dataset_info = property(lambda self: self.path("data/dataset_info.json"))
     xtuner_config = property(lambda self: self.path("config/xtuner_config.py"))
     xtuner_config_diff = property(lambda self: self.path("config/xtuner_config.diff"))

@@ -127,7 +127,10 @@ def record_turns(record):
 
 def record_length(tokenizer, template, record):
     """Tokens of one record in the prompt template, as xtuner's encoder builds it: bos, then per
-    turn the system and instruction text, the answer and the template's suffix."""
+    turn the system and instruction text, the answer and the template's suffix (pre-training
+    text: bos and the text)."""
+    if "text" in record:
+        return 1 + len(tokenizer.encode(record["text"], add_special_tokens=False))
     length = 1
     for round_no, (system, question, answer) in enumerate(record_turns(record), start=1):
         prompt = (template.get("SYSTEM", "").format(system=system) if system else "") + \
@@ -149,5 +152,6 @@ def check_max_length(tokenizer, template_name, records, max_length):
     if longest > max_length:
         raise ConfigError(f"config field train.max_length = {max_length}: the longest record is "
                           f"{longest} tokens in the {template_name} template, and xtuner would "
-                          f"cut its answer; set train.max_length to at least {longest}")
+                          f"cut its end (an answer's stop, or a document's tail); set "
+                          f"train.max_length to at least {longest}")
     return longest

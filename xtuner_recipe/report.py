@@ -119,7 +119,7 @@ GROUPS = {  # group -> (title, what its share counts)
 
 
 def figures(answers):
-    """What the verdict is computed from (xtuner_recipe.scoring.verdict)."""
+    """What the identity verdict is computed from (xtuner_recipe.scoring.verdict)."""
     groups = answers["groups"]
     return {"identity_heldout": groups["heldout"]["merged"],
             "identity_heldout_base": groups["heldout"]["base"],
@@ -127,6 +127,70 @@ def figures(answers):
             "general_base": groups["general"]["base"], "general_tuned": groups["general"]["merged"],
             "perplexity_base": answers["perplexity"]["base"],
             "perplexity_tuned": answers["perplexity"]["merged"]}
+
+
+def general_figures(answers):
+    general = answers["groups"]["general"]
+    return {"general_base": general["base"], "general_tuned": general["merged"]}
+
+
+def verdict_of(answers):
+    """The verdict of the run's task, from its raw answers."""
+    task = answers.get("task", "identity")
+    if task == "qa":
+        test = answers["groups"]["test"]
+        return scoring.qa_verdict({"chrf_base": test["base"]["all"]["chrf"],
+                                   "chrf_tuned": test["merged"]["all"]["chrf"],
+                                   "copied_share": test["merged_copied"],
+                                   **general_figures(answers)})
+    if task == "pretrain":
+        domain = answers["domain_perplexity"]
+        return scoring.pretrain_verdict({"heldout_base": domain["heldout"]["base"],
+                                         "heldout_tuned": domain["heldout"]["merged"],
+                                         "train_base": domain["train"]["base"],
+                                         "train_tuned": domain["train"]["merged"],
+                                         **general_figures(answers)})
+    return scoring.verdict(figures(answers))
+
+
+METRICS = {"bleu": "BLEU", "chrf": "chrF", "rouge_l": "ROUGE-L F1", "exact_match": "exact match"}
+
+
+def score_rows(answers):
+    """(measure, what it counts, base, fine-tuned) of the run's task; report.json's scores."""
+    groups, task = answers["groups"], answers.get("task", "identity")
+    general = groups["general"]
+    rows = []
+    if task == "qa":
+        test = groups["test"]
+        for part in test["base"]:
+            for key, title in METRICS.items():
+                name = f"test set{'' if part == 'all' else ', ' + part} ({test['base'][part]['count']})"
+                rows.append((f"{name}, {title}", "0-100, higher is better",
+                             test["base"][part][key], test["merged"][part][key]))
+        rows.append(("test answers repeating another question's training answer",
+                     "share, lower is better", test["base_copied"], test["merged_copied"]))
+    elif task == "pretrain":
+        domain, docs = answers["domain_perplexity"], answers["documents"]
+        rows += [(f"perplexity, held-out documents ({docs['heldout']})", "lower is better",
+                  domain["heldout"]["base"], domain["heldout"]["merged"]),
+                 (f"perplexity, training documents ({docs['train']})", "lower is better",
+                  domain["train"]["base"], domain["train"]["merged"])]
+    else:
+        for group in ("training", "heldout", "unrelated"):
+            title, counts = GROUPS[group]
+            data = groups[group]
+            rows.append((f"{title} ({len(data['prompts'])})", counts, data["base"],
+                         data["merged"]))
+    title, counts = GROUPS["general"]
+    rows.append((f"{title} ({len(general['prompts'])})", counts, general["base"],
+                 general["merged"]))
+    for lang, (count, base, tuned) in by_language(general["prompts"]).items():
+        rows.append((f"{title}, {lang} ({count})", counts, base, tuned))
+    ppl = answers["perplexity"]
+    rows.append(("perplexity, held-out general text", "lower is better", ppl["base"],
+                 ppl["merged"]))
+    return rows
 
 
 def by_language(items):
@@ -152,38 +216,64 @@ def verdict_lines(verdict):
             f"- over-fitted: {verdict['overfitted_reason']}"]
 
 
+JUDGED = {
+    "identity": "The identity counts as stated when an answer names **{name}** and says it is an "
+                "assistant",
+    "qa": "Each answer to a held-out test question is scored against the reference answer "
+          "(sacrebleu BLEU and chrF, rouge-score ROUGE-L with CJK characters as tokens, exact "
+          "match after normalising: `xtuner_recipe/text_metrics.py`)",
+    "pretrain": "Perplexity of held-out documents (never trained on) against as many training "
+                "documents: learning the domain lowers both, memorising only the second",
+}
+
+
+def answer_table(title, items, reference=False):
+    """One group's raw answers, with the mark of each (✓ pass, ✗ fail) or its chrF."""
+    lines = [f"## Answers: {title}", "",
+             "| prompt |" + (" reference |" if reference else "") + " base model | fine-tuned |",
+             "|---|---|---|" + ("---|" if reference else "")]
+    for item in items:
+        marks = []
+        for m in ("base", "merged"):
+            if f"{m}_scores" in item:
+                marks.append(f" (chrF {item[f'{m}_scores']['chrf']:.0f})")
+            else:
+                passed = item.get(f"{m}_pass")
+                marks.append("" if passed is None else (" ✓" if passed else " ✗"))
+        history = "".join(f"{_cell(q)} → {_cell(a)} / " for q, a in item.get("history", []))
+        lines.append(f"| {history}{_cell(item['prompt'])} |"
+                     + (f" {_cell(item['reference'])} |" if reference else "")
+                     + f" {_cell(item['base'])}{marks[0]} | {_cell(item['merged'])}{marks[1]} |")
+    return lines + [""]
+
+
+def answer_sections(answers):
+    groups, task = answers["groups"], answers.get("task", "identity")
+    if task == "qa":
+        lines = answer_table("held-out test set", groups["test"]["prompts"], reference=True)
+    elif task == "pretrain":
+        lines = answer_table("continuations of held-out documents' openings (no template)",
+                             answers["continuations"], reference=True)
+    else:
+        lines = [line for group in ("training", "heldout", "unrelated")
+                 for line in answer_table(GROUPS[group][0], groups[group]["prompts"])]
+    return lines + answer_table(GROUPS["general"][0], groups["general"]["prompts"])
+
+
 def markdown(answers, verdict, summary, run_name, png_name, prov):
-    groups = answers["groups"]
+    task = answers.get("task", "identity")
     lines = [f"# Eval report: {run_name}", "", *verdict_lines(verdict), "",
-             f"The identity counts as stated when an answer names **{answers['name']}** and says "
-             "it is an assistant; thresholds and their reasons: `xtuner_recipe/scoring.py`.", "",
+             f"Task **{task}**. " + JUDGED[task].format(name=answers.get("name")) + "; thresholds "
+             "and their reasons: `xtuner_recipe/scoring.py`.", "",
              "| measure | counts | base model | fine-tuned (merged) |", "|---|---|---|---|"]
-    for group, data in groups.items():
-        title, counts = GROUPS.get(group, (group, "passing answers"))
-        lines.append(f"| {title} ({len(data['prompts'])}) | {counts} | {data['base']:.2f} | "
-                     f"{data['merged']:.2f} |")
-        if group == "general":
-            for lang, (count, base, tuned) in by_language(data["prompts"]).items():
-                lines.append(f"| {title}, {lang} ({count}) | {counts} | {base:.2f} | "
-                             f"{tuned:.2f} |")
-    ppl = answers["perplexity"]
-    lines.append(f"| perplexity, held-out text | lower is better | {ppl['base']:.2f} | "
-                 f"{ppl['merged']:.2f} |")
+    lines += [f"| {measure} | {counts} | {base:.2f} | {tuned:.2f} |"
+              for measure, counts, base, tuned in score_rows(answers)]
     lines += ["", "## Training", "", "| | |", "|---|---|"]
     for key, value in summary.items():
         lines.append(f"| {key} | {value if value is not None else 'n/a'} |")
     lines += ["", f"![loss curve]({png_name})", ""]
     lines += provenance_lines(prov)
-    for group, data in groups.items():
-        lines += [f"## Answers: {GROUPS.get(group, (group,))[0]}", "",
-                  "| prompt | base model | fine-tuned (merged) |", "|---|---|---|"]
-        for item in data["prompts"]:
-            marks = ["" if item[f"{m}_pass"] is None else (" ✓" if item[f"{m}_pass"] else " ✗")
-                     for m in ("base", "merged")]
-            lines.append(f"| {_cell(item['prompt'])} | {_cell(item['base'])}{marks[0]} | "
-                         f"{_cell(item['merged'])}{marks[1]} |")
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + answer_sections(answers))
 
 
 def read_jsonl(path):
@@ -202,20 +292,22 @@ def main(argv=None):
     effective = json.loads(Path(args.effective).read_text())
     scalars = read_jsonl(args.scalars)
     summary = training_summary(final, run, effective, scalars)
-    verdict = scoring.verdict(figures(answers))
+    verdict = verdict_of(answers)
     plot_loss(scalars, args.png)
     prov = provenance(final, run)
     report = {
         "run_name": run.run_name,
         "recipe": run.recipe,
+        "task": run.task,
         "provenance": prov,
         "verdict": verdict,
         "thresholds": scoring.THRESHOLDS,
-        "scores": {g: {"base": d["base"], "merged": d["merged"]}
-                   for g, d in answers["groups"].items()},
+        "scores": {measure: {"base": base, "merged": tuned}
+                   for measure, _, base, tuned in score_rows(answers)},
         "general_by_language": {lang: {"questions": n, "base": b, "merged": m} for lang, (n, b, m)
                                 in by_language(answers["groups"]["general"]["prompts"]).items()},
         "perplexity": answers["perplexity"],
+        "domain_perplexity": answers.get("domain_perplexity"),
         "training": summary,
         "loss_curve": [{"step": s["step"], "loss": s["loss"]} for s in scalars],
         "answers": answers["groups"],

@@ -26,6 +26,17 @@ THRESHOLDS = {
     # Kept general ability: the tuned model must answer at least 90% as many general-knowledge
     # questions as the base did; a bigger loss means the fine-tune damaged the model.
     "general_retained_min": 0.9,
+    # Task qa, learned: on held-out test questions the fine-tuned answers must gain at least 5
+    # chrF points over the base model's; a few dozen answers move less than that by rewording.
+    "test_chrf_gain_min": 5.0,
+    # Task qa, parroting: a test answer that repeats a training answer word for word, when that
+    # is not the reference, was recalled, not answered; more than one in ten is a pattern.
+    "copied_share_max": 0.1,
+    # Task pretrain, learned: perplexity on held-out documents must fall by at least 10 %.
+    "heldout_perplexity_ratio_max": 0.9,
+    # Task pretrain, memorised: held-out over training-document perplexity may grow to 1.5 times
+    # the base model's ratio; beyond that it learned the documents more than their domain.
+    "memorisation_gap_max": 1.5,
 }
 
 
@@ -103,6 +114,59 @@ def perplexity(model, tokenizer, text, device="cpu", window=None):
     return math.exp(total / count)
 
 
+def kept_general(figures, thresholds):
+    """(kept, retained %, reason) from the general-knowledge scores before and after."""
+    base, tuned = figures["general_base"], figures["general_tuned"]
+    retained = None if base == 0 else round(100 * tuned / base, 1)
+    kept = retained is None or retained >= 100 * thresholds["general_retained_min"]
+    reason = ("the base model answers no general question: nothing to lose" if retained is None
+              else f"general knowledge {tuned:.2f} vs base {base:.2f} = {retained}% of base "
+                   f"({'>=' if kept else '<'} {100 * thresholds['general_retained_min']:.0f}%)")
+    return kept, retained, reason
+
+
+def _result(learned, learned_reason, general, overfitted, overfitted_reason):
+    kept, retained, kept_reason = general
+    return {"learned": learned, "learned_reason": learned_reason,
+            "general_retained_pct": retained, "kept_general": kept,
+            "kept_general_reason": kept_reason, "overfitted": overfitted or not kept,
+            "overfitted_reason": overfitted_reason + ("" if kept else
+                                                      "; and general knowledge was lost")}
+
+
+def qa_verdict(figures, thresholds=THRESHOLDS):
+    """Task qa. figures: chrf_base and chrf_tuned (held-out test set), copied_share (tuned test
+    answers that repeat another question's training answer), general_base, general_tuned."""
+    gain = figures["chrf_tuned"] - figures["chrf_base"]
+    learned = gain >= thresholds["test_chrf_gain_min"]
+    copied = figures["copied_share"] > thresholds["copied_share_max"]
+    return _result(
+        learned, f"chrF on the held-out test set {figures['chrf_tuned']:.1f} vs base "
+                 f"{figures['chrf_base']:.1f}, a gain of {gain:+.1f} "
+                 f"({'>=' if learned else '<'} {thresholds['test_chrf_gain_min']})",
+        kept_general(figures, thresholds),
+        copied, f"{figures['copied_share']:.2f} of test answers repeat another question's "
+                f"training answer ({'>' if copied else '<='} {thresholds['copied_share_max']})")
+
+
+def pretrain_verdict(figures, thresholds=THRESHOLDS):
+    """Task pretrain. figures: heldout_base/heldout_tuned and train_base/train_tuned (perplexity
+    on held-out and on as many training documents), general_base, general_tuned."""
+    ratio = figures["heldout_tuned"] / figures["heldout_base"]
+    learned = ratio <= thresholds["heldout_perplexity_ratio_max"]
+    gap_base = figures["heldout_base"] / figures["train_base"]
+    gap_tuned = figures["heldout_tuned"] / figures["train_tuned"]
+    memorised = gap_tuned > thresholds["memorisation_gap_max"] * gap_base
+    return _result(
+        learned, f"perplexity on held-out documents {figures['heldout_tuned']:.2f} vs base "
+                 f"{figures['heldout_base']:.2f} = {ratio:.2f} of base "
+                 f"({'<=' if learned else '>'} {thresholds['heldout_perplexity_ratio_max']})",
+        kept_general(figures, thresholds),
+        memorised, f"held-out over training-document perplexity {gap_tuned:.2f}, base "
+                   f"{gap_base:.2f} ({'>' if memorised else '<='} "
+                   f"{thresholds['memorisation_gap_max']} x base)")
+
+
 def verdict(figures, thresholds=THRESHOLDS):
     """From the measured figures to three answers, each with its reason.
 
@@ -112,30 +176,16 @@ def verdict(figures, thresholds=THRESHOLDS):
     identity, before = figures["identity_heldout"], figures.get("identity_heldout_base", 0.0)
     learned = (identity >= thresholds["identity_heldout_min"]
                and before <= thresholds["identity_base_max"])
-    base, tuned = figures["general_base"], figures["general_tuned"]
-    retained = None if base == 0 else round(100 * tuned / base, 1)
-    kept = retained is None or retained >= 100 * thresholds["general_retained_min"]
     parroting = figures["overfit_share"] > thresholds["overfit_share_max"]
-    overfitted = parroting or not kept
-    result = {
-        "learned": learned,
-        "learned_reason": f"identity on held-out paraphrases {identity:.2f} "
-                          f"({'>=' if identity >= thresholds['identity_heldout_min'] else '<'} "
-                          f"{thresholds['identity_heldout_min']}), base model {before:.2f} "
-                          f"({'<=' if before <= thresholds['identity_base_max'] else '>'} "
-                          f"{thresholds['identity_base_max']})",
-        "general_retained_pct": retained,
-        "kept_general": kept,
-        "kept_general_reason": (
-            "the base model answers no general question: nothing to lose" if retained is None
-            else f"general knowledge {tuned:.2f} vs base {base:.2f} = {retained}% of base "
-                 f"({'>=' if kept else '<'} {100 * thresholds['general_retained_min']:.0f}%)"),
-        "overfitted": overfitted,
-        "overfitted_reason": (
-            f"the name comes up in {figures['overfit_share']:.2f} of unrelated answers "
-            f"({'>' if parroting else '<='} {thresholds['overfit_share_max']})"
-            + ("" if kept else "; and general knowledge was lost")),
-    }
+    result = _result(
+        learned, f"identity on held-out paraphrases {identity:.2f} "
+                 f"({'>=' if identity >= thresholds['identity_heldout_min'] else '<'} "
+                 f"{thresholds['identity_heldout_min']}), base model {before:.2f} "
+                 f"({'<=' if before <= thresholds['identity_base_max'] else '>'} "
+                 f"{thresholds['identity_base_max']})",
+        kept_general(figures, thresholds),
+        parroting, f"the name comes up in {figures['overfit_share']:.2f} of unrelated answers "
+                   f"({'>' if parroting else '<='} {thresholds['overfit_share_max']})")
     if figures.get("perplexity_base") and figures.get("perplexity_tuned"):
         result["perplexity_ratio"] = round(figures["perplexity_tuned"] / figures["perplexity_base"],
                                            3)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from xtuner_recipe import eval_sets, launch, preflight, slurm, xtuner_catalog
+from xtuner_recipe import eval_sets, launch, preflight, slurm, user_data, xtuner_catalog
 from xtuner_recipe.layout import RunLayout
 from xtuner_recipe.messages import ConfigError, check_schema
 from xtuner_recipe.xtuner_config import TRAIN_KEYS
@@ -34,13 +34,23 @@ RECIPES = Path("recipes")
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
     """rule data: the generated identity data (plus the base model's replayed answers), or the
-    user's own dataset."""
+    user's own data (xtuner_recipe.user_data), split into train and test for tasks qa and
+    pretrain."""
+    task: str  # identity, qa or pretrain
     name: str
     pairs: list
     repeat: int
     format: str
-    dataset: str | None
     replay_share: float  # share of the records that are the base model's replayed answers
+    path: str | None  # dataset.*: the user's data
+    test_path: str | None
+    test_size: float
+    split_seed: int
+    question_column: str
+    answer_column: str
+    system_column: str | None
+    sheet: str | None
+    text_field: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +107,7 @@ class ConvertSettings:
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
     """rule evaluate: the prompt groups (xtuner_recipe.evaluate) and the held-out text."""
+    task: str
     base_model: str
     name: str
     prompt_template: str
@@ -107,11 +118,13 @@ class EvalSettings:
     general_knowledge: list
     heldout_text: str
     max_new_tokens: int
+    max_test_items: int  # tasks qa and pretrain: how many test items both models answer
 
 
 @dataclasses.dataclass(frozen=True)
 class ReportSettings:
     """rule report."""
+    task: str
     run_name: str
     recipe: str
     method: str
@@ -241,6 +254,10 @@ def load_recipe(name, root, schema):
     if "recipe" in recipe:
         raise ConfigError(f"recipes/{name}.yaml: a recipe cannot name another recipe")
     check_schema(recipe, schema, where=f"recipe recipes/{name}.yaml")
+    for key in ("path", "test_path"):  # a recipe's data ships with the workflow
+        value = (recipe.get("dataset") or {}).get(key)
+        if value and not Path(value).is_absolute():
+            recipe["dataset"][key] = str(Path(root) / value)
     return recipe
 
 
@@ -286,16 +303,21 @@ def slug(text):
     return f"{plain + '-' if plain else ''}{digest}"
 
 
-def run_name(config, base_model, method):
-    """The results folder of this run: run_name if set, else the owner, the model and the method,
-    plus a short hash of the model's path and the base config (two runs with the same owner but
-    another model, method or base config never share a folder)."""
+def run_name(config, base_model, method, task):
+    """The results folder of this run: run_name if set, else the owner (task identity) or the
+    task and the data's name, the model and the method, plus a short hash of the model's path,
+    the base config and the data's path (two runs with the same owner but another model, method,
+    base config or data never share a folder)."""
     if config.get("run_name"):
         return config["run_name"]
-    identity = json.dumps([str(base_model), config["xtuner"]["base_config"], method])
+    data = config["dataset"]["path"]
+    identity = json.dumps([str(base_model), config["xtuner"]["base_config"], method]
+                          + ([task, data] if data else []))
     digest = hashlib.sha1(identity.encode("utf-8")).hexdigest()[:6]
     model = slug(Path(str(base_model)).name)
-    return f"{slug(config['assistant']['name'])}_{model}_{method}_{digest}"
+    what = (slug(config["assistant"]["name"]) if task == "identity"
+            else f"{task}-{slug(Path(data).stem)}")
+    return f"{what}_{model}_{method}_{digest}"
 
 
 def train_values(config, device):
@@ -333,6 +355,35 @@ def check_model(config):
     preflight.check_tokenizer_files(folder)
 
 
+def resolve_task(config, root):
+    """The task and the split data (None for generated identity data); bad data raises here,
+    at parse time, before any job starts."""
+    task, dataset = config["task"], config["dataset"]
+    if not dataset["path"]:
+        if task not in (None, "identity"):
+            raise ConfigError(f"config field task = {task!r} needs your data: set dataset.path "
+                              "(the README's 'Your own data' lists the formats)")
+        return "identity", None
+    spec = DataSettings(task=task, name="", pairs=[], repeat=0, format="", replay_share=0.0,
+                        **{k: dataset[k] for k in DATASET_KEYS})
+    if task == "identity":
+        _, record_format, records = user_data.read_source(dataset["path"], spec)
+        if record_format == "text":
+            raise ConfigError(f"config field task = 'identity': {dataset['path']} holds text for "
+                              "pre-training; set task: pretrain")
+        return "identity", None
+    prepared = user_data.prepare(spec)
+    if task is not None and task != prepared.task:
+        raise ConfigError(f"config field task = {task!r}: {dataset['path']} holds "
+                          f"{prepared.format} records, which make a {prepared.task!r} run; set "
+                          f"task: {prepared.task} (or null)")
+    return prepared.task, prepared
+
+
+DATASET_KEYS = ("path", "test_path", "test_size", "split_seed", "question_column",
+                "answer_column", "system_column", "sheet", "text_field")
+
+
 def patch_settings(config, device, model_path, data_path, values=None):
     """What the patched xtuner config depends on (the data format is added once data exists)."""
     deepspeed_source = xtuner_catalog.deepspeed_source(config["train"]["deepspeed"])
@@ -350,6 +401,7 @@ def build(user, root, environ=None):
     """Resolve and check the user's config into Settings; raises ConfigError (field and fix)."""
     config = resolve_config(user, root)
     check_model(config)
+    task, prepared = resolve_task(config, root)
     xtuner_catalog.check_base_config(config["xtuner"]["base_config"])
     xtuner_catalog.check_prompt_template(config["xtuner"]["prompt_template"])
     device = launch.resolve_device(config["train"]["device"])
@@ -362,8 +414,9 @@ def build(user, root, environ=None):
     shared = RunLayout(config["results_dir"], "")  # the base models are shared by every run
     base_model = (model["path"] or (shared.tiny_model if model["tiny"] else
                                     shared.packaged_model(package["member"])))
-    layout = RunLayout(config["results_dir"], run_name(config, base_model, values["method"]))
+    layout = RunLayout(config["results_dir"], run_name(config, base_model, values["method"], task))
     xt, assistant, ev = config["xtuner"], config["assistant"], config["eval"]
+    own_data = bool(config["dataset"]["path"])
     patch = patch_settings(config, device, base_model, layout.dataset, values)
     identity = eval_sets.load("identity.yaml")
     pairs = assistant["pairs"] or [{"input": p["input"], "output": p["output"]}
@@ -377,9 +430,10 @@ def build(user, root, environ=None):
         deepspeed=patch.deepspeed_source is not None,
         slurm_resources=slurm.slurm_train_resources(config["slurm"]) if launcher == "slurm"
         else {},
-        data=DataSettings(name=assistant["name"], pairs=pairs, repeat=assistant["repeat"],
-                          format=assistant["format"], dataset=assistant["dataset"],
-                          replay_share=0.0 if assistant["dataset"] else assistant["replay_share"]),
+        data=DataSettings(task=task, name=assistant["name"], pairs=pairs,
+                          repeat=assistant["repeat"], format=assistant["format"],
+                          replay_share=0.0 if own_data else assistant["replay_share"],
+                          **{k: config["dataset"][k] for k in DATASET_KEYS}),
         xtuner_config=patch,
         train=TrainSettings(device=device, max_iters=values["max_iters"], launcher=launcher,
                             nproc=processes, world_size=1 if launcher == "none" else processes,
@@ -391,17 +445,17 @@ def build(user, root, environ=None):
                                 merge_device=config["convert"]["merge_device"],
                                 prompt_template=xt["prompt_template"]),
         evaluate=EvalSettings(
-            base_model=str(base_model), name=assistant["name"],
+            task=task, base_model=str(base_model), name=assistant["name"],
             prompt_template=xt["prompt_template"], system=xt["system"],
-            training_prompts=None if assistant["dataset"] else [p["input"] for p in pairs],
+            training_prompts=None if own_data else [p["input"] for p in pairs],
             heldout_identity_prompts=ev["heldout_identity_prompts"]
             or [p["input"] for p in identity["heldout"]],
             unrelated_prompts=ev["unrelated_prompts"] or [p["input"] for p in identity["unrelated"]],
             general_knowledge=eval_sets.load(ev["general_knowledge"] or
                                              "general_knowledge.yaml")["questions"],
             heldout_text=eval_sets.load(ev["heldout_text"] or "heldout_text.txt"),
-            max_new_tokens=ev["max_new_tokens"]),
-        report=ReportSettings(run_name=layout.run_name, recipe=config["recipe"],
+            max_new_tokens=ev["max_new_tokens"], max_test_items=ev["max_test_items"]),
+        report=ReportSettings(task=task, run_name=layout.run_name, recipe=config["recipe"],
                               method=values["method"], device=device,
                               base_model=str(base_model)),
         replay=ReplaySettings(model_path=str(base_model),
@@ -409,5 +463,6 @@ def build(user, root, environ=None):
                               prompt_template=xt["prompt_template"], system=xt["system"],
                               max_new_tokens=ev["max_new_tokens"]),
         warnings=tuple(w for w in [model["path"] and preflight.template_warning(
-            model["path"], xt["prompt_template"])] if w),
+            model["path"], xt["prompt_template"]), *(prepared.warnings if prepared else ())]
+            if w),
     )

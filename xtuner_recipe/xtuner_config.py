@@ -196,6 +196,12 @@ def set_model_and_data(src, plan):
     if plan["data_format"] == "messages":
         src.add_import("from xtuner.dataset.map_fns import openai_map_fn")
         src.set_kwarg((dataset, "dataset_map_fn"), "openai_map_fn")
+    elif plan["data_format"] == "text":
+        # incremental pre-training, as xtuner's *_custom_pretrain_* configs: plain text, no
+        # prompt template, no end-of-turn token
+        src.add_import("from xtuner.dataset.map_fns import pretrain_map_fn")
+        src.set_kwarg((dataset, "dataset_map_fn"), "pretrain_map_fn")
+        src.set_kwarg((dataset, "template_map_fn"), "None")
     else:
         src.set_kwarg((dataset, "dataset_map_fn"), "None")
 

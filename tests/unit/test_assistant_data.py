@@ -22,67 +22,47 @@ def test_generate_openai_messages():
                                    {"role": "assistant", "content": "我是Ada的小助手"}]}
 
 
+def data_settings(**values):
+    from xtuner_recipe.settings import DataSettings
+
+    fields = {"task": "identity", "name": "门客er", "pairs": PAIRS, "repeat": 1,
+              "format": "conversation", "replay_share": 0.0, "path": None, "test_path": None,
+              "test_size": 0.1, "split_seed": 0, "question_column": "question",
+              "answer_column": "answer", "system_column": None, "sheet": None,
+              "text_field": "text"}
+    return DataSettings(**{**fields, **values})
+
+
 def test_written_file_is_readable_utf8(tmp_path):
-    out = tmp_path / "assistant.json"
-    fmt = data.build_dataset({"name": "门客er", "pairs": PAIRS, "repeat": 1,
-                              "format": "conversation", "dataset": None}, out)
-    assert fmt == "conversation"
+    out, test = tmp_path / "assistant.json", tmp_path / "test.json"
+    info = data.build_dataset(data_settings(), out, test)
+    assert info == {"task": "identity", "format": "conversation", "records": 4,
+                    "test_records": 0, "warnings": []}
     assert "门客er" in out.read_text(encoding="utf-8")  # ensure_ascii=False
     assert len(json.loads(out.read_text(encoding="utf-8"))) == 4
+    assert json.loads(test.read_text()) == []
 
 
-def test_user_jsonl_dataset_is_checked_and_copied(tmp_path):
+def test_own_identity_jsonl_is_checked_and_copied_whole(tmp_path):
     source = tmp_path / "mine.jsonl"
     source.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in
                                 data.generate_records("Ada", PAIRS, 0, "messages")) + "\n")
-    out = tmp_path / "assistant.json"
-    assert data.build_dataset({"dataset": str(source)}, out) == "messages"
+    out, test = tmp_path / "assistant.json", tmp_path / "test.json"
+    info = data.build_dataset(data_settings(path=str(source)), out, test)
+    assert info["format"] == "messages" and info["test_records"] == 0
     assert len(json.loads(out.read_text())) == 2
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "empty"),
-    ("[]", "no records"),
-    ("[{\"conversation\": [{\"input\": \"hi\"}]}]", "record 0 conversation\\[0\\].output must be"),
-    ("[{\"conversation\": [{\"input\": \"hi\", \"output\": \"\"}]}]", "output must be a non-empty"),
-    ("[{\"text\": \"hi\"}]", "record 0 has neither 'conversation'"),
-    ("[1]", "record 0 is a int"),
-    ("[{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}]", "no assistant message"),
-    ("[{\"messages\": [{\"role\": \"bot\", \"content\": \"hi\"}]}]", "role must be"),
-    ("[{\"conversation\": [{\"input\": \"a\", \"output\": \"b\"}]},\n"
-     " {\"messages\": [{\"role\": \"assistant\", \"content\": \"b\"}]}]", "record 1 is in 'messages'"),
-    ("[{\"conversation\": ", "read as one JSON array, which is not valid JSON at line 1"),
-    ("{\"conversation\": [{\"input\": \"a\", \"output\": \"b\"}]}\n{oops}\n", "line 2 is not valid JSON"),
-])
-def test_bad_records_are_named(tmp_path, content, message):
-    source = tmp_path / "bad.json"
-    source.write_text(content)
-    with pytest.raises(data.DatasetError, match=message):
-        data.build_dataset({"dataset": str(source)}, tmp_path / "out.json")
-    assert not (tmp_path / "out.json").exists()
-
-
-def test_a_utf8_file_with_a_byte_order_mark_is_read(tmp_path):
-    """Defect: a BOM was refused with a Python-internal hint (and a JSON array was then read as
-    JSONL)."""
-    record = {"conversation": [{"input": "你是谁", "output": "我是Ada的助手"}]}
-    for name, text in (("array.json", json.dumps([record], ensure_ascii=False, indent=1)),
-                       ("lines.jsonl", json.dumps(record, ensure_ascii=False) + "\n")):
-        source = tmp_path / name
-        source.write_bytes("\ufeff".encode() + text.encode("utf-8"))
-        assert data.read_records(source) == [(ANY, record)]
-
-
-def test_a_file_that_is_not_utf8_is_refused_plainly(tmp_path):
-    source = tmp_path / "gbk.jsonl"
-    source.write_bytes('{"conversation": [{"input": "你是谁", "output": "a"}]}'.encode("gbk"))
-    with pytest.raises(data.DatasetError, match="not UTF-8 text .*save the file as UTF-8"):
-        data.read_records(source)
-
-
-def test_missing_dataset_file_names_the_field(tmp_path):
-    with pytest.raises(data.DatasetError, match="assistant.dataset.*file not found"):
-        data.read_records(tmp_path / "nope.json")
+def test_own_qa_data_is_split_into_train_and_test(tmp_path):
+    source = tmp_path / "qa.csv"
+    source.write_text("question,answer\n" + "".join(f"q{i},a{i}\n" for i in range(20)))
+    out, test = tmp_path / "assistant.json", tmp_path / "test.json"
+    info = data.build_dataset(data_settings(task="qa", path=str(source), test_size=0.25), out,
+                              test)
+    assert (info["records"], info["test_records"]) == (15, 5)
+    trained = {r["conversation"][0]["input"] for r in json.loads(out.read_text())}
+    tested = {r["conversation"][0]["input"] for r in json.loads(test.read_text())}
+    assert len(trained | tested) == 20 and not trained & tested
 
 
 def test_replay_pairs_become_the_asked_share_of_the_records():

@@ -69,18 +69,63 @@ def test_each_group_is_judged_by_its_own_rule():
     assert not judge("general", "I am Ada's assistant.", "Ada", question)
 
 
-def test_evaluation_keeps_every_raw_answer_and_its_judgement(tiny_chat_model, tmp_path):
-    """Both models (here the same random one) answer every group; shares come from the flags."""
-    dataset = write(tmp_path / "assistant.json",
-                    assistant_data.generate_records("Ada", PAIRS, 1, "conversation"))
-    run = EvalSettings(
-        base_model=str(tiny_chat_model), name="Ada", prompt_template="internlm2_chat",
+def eval_settings(model, task, max_test_items=40):
+    return EvalSettings(
+        task=task, base_model=str(model), name="Ada", prompt_template="internlm2_chat",
         system=None, training_prompts=None, heldout_identity_prompts=["Who are you?"],
         unrelated_prompts=["Write a poem.", "你好"],
         general_knowledge=[{"id": "q", "lang": "en", "question": "Capital of France?",
                             "accepted": ["Paris"]}],
-        heldout_text="The sea is wide and the sky is blue. " * 4, max_new_tokens=4)
-    result = evaluate(run, str(tiny_chat_model), dataset)
+        heldout_text="The sea is wide and the sky is blue. " * 4, max_new_tokens=4,
+        max_test_items=max_test_items)
+
+
+def test_qa_evaluation_scores_each_test_answer_against_its_reference(tiny_chat_model, tmp_path):
+    """Task qa: the held-out questions (a multi-turn one with its history), every answer scored
+    against the reference; the corpus figures are those of the raw answers kept beside them."""
+    from xtuner_recipe import text_metrics
+
+    train = [assistant_data.conversation_record("What is the price?", "It costs 5 yuan.")]
+    test = [assistant_data.conversation_record("价格是多少？", "每100克5元。"),
+            {"messages": [{"role": "user", "content": "Hi"},
+                          {"role": "assistant", "content": "Hello."},
+                          {"role": "user", "content": "And the price?"},
+                          {"role": "assistant", "content": "It costs 5 yuan."}]},
+            assistant_data.conversation_record("价格是多少？", "a duplicate question"),
+            assistant_data.conversation_record("One more?", "Not asked: beyond the limit.")]
+    result = evaluate(eval_settings(tiny_chat_model, "qa", max_test_items=2),
+                      str(tiny_chat_model), write(tmp_path / "train.json", train),
+                      write(tmp_path / "test.json", test))
+    assert result["task"] == "qa"
+    group = result["groups"]["test"]
+    items = group["prompts"]
+    assert [i["prompt"] for i in items] == ["价格是多少？", "And the price?"]
+    assert items[1]["history"] == [["Hi", "Hello."]] and items[0]["lang"] == "zh"
+    for model in ("base", "merged"):
+        answers = [i[model] for i in items]
+        assert group[model] == text_metrics.scores_by_language(answers,
+                                                               [i["reference"] for i in items])
+        assert group[f"{model}_copied"] == sum(i[f"{model}_copied"] for i in items) / 2
+    assert set(result["groups"]) == {"test", "general"}
+
+
+def test_pretrain_evaluation_measures_heldout_and_training_documents(tiny_chat_model, tmp_path):
+    train = [{"text": f"The tea house opens at {h} in the morning."} for h in range(6, 12)]
+    test = [{"text": "The tea house closes at ten in the evening, after the last pot."}]
+    result = evaluate(eval_settings(tiny_chat_model, "pretrain"), str(tiny_chat_model),
+                      write(tmp_path / "train.json", train), write(tmp_path / "test.json", test))
+    assert result["documents"] == {"heldout": 1, "train": 1}
+    domain = result["domain_perplexity"]
+    assert domain["heldout"]["base"] == domain["heldout"]["merged"] > 1  # the same model
+    assert result["continuations"][0]["prompt"] == " ".join(test[0]["text"].split()[:12])
+
+
+def test_evaluation_keeps_every_raw_answer_and_its_judgement(tiny_chat_model, tmp_path):
+    """Both models (here the same random one) answer every group; shares come from the flags."""
+    dataset = write(tmp_path / "assistant.json",
+                    assistant_data.generate_records("Ada", PAIRS, 1, "conversation"))
+    run = eval_settings(tiny_chat_model, "identity")
+    result = evaluate(run, str(tiny_chat_model), dataset, write(tmp_path / "test.json", []))
     groups = result["groups"]
     assert [i["prompt"] for i in groups["training"]["prompts"]] == [p["input"] for p in PAIRS]
     assert len(groups["unrelated"]["prompts"]) == 2

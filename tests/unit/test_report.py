@@ -67,7 +67,7 @@ def final_record(iteration=160, world_size=2):
 
 def plan_with(pack, batch_size=2, max_length=128):
     """(report settings, effective values) of a run."""
-    run = ReportSettings(run_name="r", recipe="tiny-internlm2/lora_cpu", method="lora",
+    run = ReportSettings(task="identity", run_name="r", recipe="tiny-internlm2/lora_cpu", method="lora",
                          device="cpu", base_model="models/tiny")
     return run, {"pack_to_max_length": pack, "batch_size": batch_size, "max_length": max_length,
                  "accumulative_counts": 4, "lr": 1e-3, "max_iters": 160, "max_epochs": None}
@@ -163,7 +163,7 @@ def test_markdown_has_the_verdict_the_score_table_and_escapes_cells():
     assert "| general knowledge (2) | right answers | 0.50 | 0.50 |" in lines
     assert "| general knowledge, en (1) | right answers | 1.00 | 1.00 |" in lines
     assert "| general knowledge, zh (1) | right answers | 0.00 | 0.00 |" in lines
-    assert "| perplexity, held-out text | lower is better | 20.00 | 21.50 |" in lines
+    assert "| perplexity, held-out general text | lower is better | 20.00 | 21.50 |" in lines
     assert "| iterations | 160 |" in lines
     assert "| resumed_from | [] |" in lines
     # provenance: what the weights were made from and with

@@ -120,7 +120,37 @@ def test_verdict_thresholds_each_way():
     assert nothing["general_retained_pct"] is None and nothing["kept_general"]
     assert not verdict(dict(ok, identity_heldout_base=0.5))["learned"]  # the base knew already
     assert set(THRESHOLDS) == {"identity_heldout_min", "identity_base_max", "overfit_share_max",
-                               "general_retained_min"}
+                               "general_retained_min", "test_chrf_gain_min", "copied_share_max",
+                               "heldout_perplexity_ratio_max", "memorisation_gap_max"}
+
+
+def test_qa_verdict_needs_a_test_gain_and_fails_a_parrot():
+    from xtuner_recipe.scoring import qa_verdict
+
+    ok = {"chrf_base": 20.0, "chrf_tuned": 60.0, "copied_share": 0.0, "general_base": 0.5,
+          "general_tuned": 0.5}
+    good = qa_verdict(ok)
+    assert good["learned"] and good["kept_general"] and not good["overfitted"]
+    assert "gain of +40.0 (>= 5.0)" in good["learned_reason"]
+    assert not qa_verdict(dict(ok, chrf_tuned=24.0))["learned"]  # within rewording
+    parrot = qa_verdict(dict(ok, copied_share=0.5))  # recalls training answers for new questions
+    assert parrot["overfitted"] and "0.50 of test answers repeat" in parrot["overfitted_reason"]
+    damaged = qa_verdict(dict(ok, general_tuned=0.2))
+    assert not damaged["kept_general"] and damaged["overfitted"]
+
+
+def test_pretrain_verdict_needs_lower_heldout_perplexity_and_no_memorising():
+    from xtuner_recipe.scoring import pretrain_verdict
+
+    ok = {"heldout_base": 20.0, "heldout_tuned": 10.0, "train_base": 20.0, "train_tuned": 9.0,
+          "general_base": 0.5, "general_tuned": 0.5}
+    good = pretrain_verdict(ok)
+    assert good["learned"] and not good["overfitted"]
+    assert "= 0.50 of base (<= 0.9)" in good["learned_reason"]
+    assert not pretrain_verdict(dict(ok, heldout_tuned=19.0, train_tuned=18.0))["learned"]
+    # training documents learned by heart, held-out ones barely better
+    memorised = pretrain_verdict(dict(ok, heldout_tuned=17.0, train_tuned=2.0))
+    assert memorised["overfitted"] and "x base" in memorised["overfitted_reason"]
 
 
 class _Tokenizer:

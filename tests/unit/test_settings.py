@@ -46,29 +46,34 @@ def test_schema_error_lists_allowed_keys_for_a_typo(config, schema):
 
 def test_run_name_from_ascii_and_chinese_names(config):
     config["assistant"]["name"] = "Ada Lovelace"
-    name = settings.run_name(config, "results/base_model/tiny-internlm2", "lora")
+    name = settings.run_name(config, "results/base_model/tiny-internlm2", "lora", "identity")
     assert name.startswith("ada-lovelace_tiny-internlm2_lora_")
     config["assistant"]["name"] = "门客er"
-    chinese = settings.run_name(config, "m", "lora")
+    chinese = settings.run_name(config, "m", "lora", "identity")
     assert chinese.startswith("er-") and chinese.isascii()
     config["assistant"]["name"] = "门客"
-    assert settings.run_name(config, "m", "lora") != chinese
+    assert settings.run_name(config, "m", "lora", "identity") != chinese
     config["assistant"]["name"] = "{x} \"quoted\""  # braces and quotes never reach a path
-    assert re.fullmatch(r"[a-z0-9_-]+", settings.run_name(config, "m", "lora"))
+    assert re.fullmatch(r"[a-z0-9_-]+", settings.run_name(config, "m", "lora", "identity"))
     config["run_name"] = "mine"
-    assert settings.run_name(config, "m", "lora") == "mine"
+    assert settings.run_name(config, "m", "lora", "identity") == "mine"
 
 
 def test_run_folders_differ_for_another_model_method_or_base_config(config):
     """Defect: the run folder derived from the owner only, so the same owner with another model
     or base config reused, then overwrote, the first run's folder."""
     config["assistant"]["name"] = "Ada"
-    first = settings.run_name(config, "/models/a", "lora")
-    assert settings.run_name(config, "/models/b", "lora") != first
-    assert settings.run_name(config, "/other/a", "lora") != first  # same folder name, other path
-    assert settings.run_name(config, "/models/a", "qlora") != first
+    first = settings.run_name(config, "/models/a", "lora", "identity")
+    assert settings.run_name(config, "/models/b", "lora", "identity") != first
+    assert settings.run_name(config, "/other/a", "lora", "identity") != first  # same folder name, other path
+    assert settings.run_name(config, "/models/a", "qlora", "identity") != first
     config["xtuner"]["base_config"] = "internlm2_chat_7b_qlora_alpaca_e3"
-    assert settings.run_name(config, "/models/a", "lora") != first
+    assert settings.run_name(config, "/models/a", "lora", "identity") != first
+    config["dataset"]["path"] = "data/faq.csv"
+    faq = settings.run_name(config, "/models/a", "lora", "qa")
+    assert faq.startswith("qa-faq_a_lora_")
+    config["dataset"]["path"] = "other/faq.csv"
+    assert settings.run_name(config, "/models/a", "lora", "qa") != faq
 
 
 def test_recipe_fills_nulls_and_user_values_win():

@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -325,6 +326,30 @@ def test_messages_format_uses_openai_map_fn_and_imports_it(original, tmp_path):
     assert str(fn) == "openai_map_fn"
     # the import lands among the imports, before the settings
     assert text.index("import openai_map_fn") < text.index("PART 1  Settings")
+
+
+def test_text_format_is_incremental_pretraining_without_a_template(original, tmp_path):
+    """As xtuner's *_custom_pretrain_* configs: pretrain_map_fn, template_map_fn None."""
+    out, cfg = write(tmp_path, original, make_plan(load_config(), "cpu", data_format="text"))
+    text = out.read_text(encoding="utf-8")
+    assert "from xtuner.dataset.map_fns import pretrain_map_fn\n" in text
+    assert str(raw(cfg.train_dataloader.dataset, "dataset_map_fn")) == "pretrain_map_fn"
+    assert raw(cfg.train_dataloader.dataset, "template_map_fn") is None
+
+
+def test_seed_003_shape_qlora_zero2_on_internlm_chat_7b(tmp_path):
+    """recipes/internlm-chat-7b/qa_qlora_zero2: the seed's built-in config with its own values,
+    4-bit kept, ZeRO-2's JSON, 2 GB shards; the data is a qa split."""
+    config = settings.resolve_config({"recipe": "internlm-chat-7b/qa_qlora_zero2",
+                                      "model": {"path": MODEL}}, REPO)
+    assert (config["task"], config["convert"]["max_shard_size"]) == ("qa", "2GB")
+    assert Path(config["dataset"]["path"]).is_file()  # the recipe's sample, from the workflow
+    assert deepspeed_source(config["train"]["deepspeed"]).name == \
+        "deepspeed_zero2.json"
+    base = check_base_config(config["xtuner"]["base_config"])
+    _, cfg = write(tmp_path, base, make_plan(config, "cuda"))
+    assert "quantization_config" in cfg.model.llm and cfg.model.lora.r == 64
+    assert cfg.lr == 2e-4 and cfg.max_length == 2048 and cfg.max_epochs == 3
 
 
 def test_sample_chat_is_bounded_by_evaluation_max_new_tokens(cpu_default, cuda_real):

@@ -46,8 +46,57 @@ def test_bad_dataset_is_refused_early(tmp_path, built_artifact, content, fragmen
     dataset = tmp_path / "mine.jsonl"
     dataset.write_text(content)
     before = built_artifact.stat().st_mtime_ns
-    assert_refused(run_bad(tmp_path, {"assistant": {"dataset": str(dataset)}}), *fragments)
+    assert_refused(run_bad(tmp_path, {"dataset": {"path": str(dataset)}}), *fragments)
     assert built_artifact.stat().st_mtime_ns == before
+
+
+def write_table(path, rows):
+    path.write_text("".join(",".join(row) + "\n" for row in rows), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("rows, extra, fragments", [
+    ([("Q", "A"), ("q1", "a1")], {},
+     ["config field dataset.question_column = 'question'", "has no column 'question'",
+      "its first row names 'Q', 'A'"]),
+    ([("question", "answer"), ("q1", "a1"), ("q2", ""), ("q3", "a3")], {},
+     ["rows 3 have an empty 'answer' cell", "fill them in or delete those rows"]),
+    ([("question", "answer"), ("q1", "a1"), ("q2", "a2")], {"task": "pretrain"},
+     ["config field task = 'pretrain'", "make a 'qa' run; set task: qa"]),
+])
+def test_bad_own_data_is_refused_before_any_job(tmp_path, built_artifact, rows, extra,
+                                                fragments):
+    path = write_table(tmp_path / "faq.csv", rows)
+    result = run_bad(tmp_path, {"recipe": "smollm2-135m-instruct/qa_lora_cpu",
+                                "dataset": {"path": path}, **extra})
+    assert_refused(result, *fragments)
+
+
+def test_a_test_file_that_overlaps_the_training_data(tmp_path):
+    train = write_table(tmp_path / "train.csv", [("question", "answer"), ("q1", "a1"),
+                                                 ("q2", "a2")])
+    test = write_table(tmp_path / "test.csv", [("question", "answer"), ("Q2", "a2")])
+    result = run_bad(tmp_path, {"recipe": "smollm2-135m-instruct/qa_lora_cpu",
+                                "dataset": {"path": train, "test_path": test}})
+    assert_refused(result, "config field dataset.test_path", "row 2 also occur in the training "
+                   "data", "remove them from one of the two files")
+
+
+def test_text_that_is_not_utf8_is_refused(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes("茶馆的笔记。\n\n第二段。".encode("gb18030"))
+    result = run_bad(tmp_path, {"recipe": "smollm2-135m-instruct/pretrain_lora_cpu",
+                                "dataset": {"path": str(notes)}})
+    assert_refused(result, "notes.txt: not UTF-8 text", "save the file as UTF-8")
+
+
+def test_duplicate_questions_are_a_warning_and_stay_on_one_side(tmp_path):
+    rows = [("question", "answer")] + [(f"q{i}", f"a{i}") for i in range(20)] + [("q3", "other")]
+    result = run_bad(tmp_path, {"recipe": "smollm2-135m-instruct/qa_lora_cpu",
+                                "dataset": {"path": write_table(tmp_path / "faq.csv", rows)}})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert ("warning: 1 questions occur more than once (1 of them with different answers); "
+            "every copy stays on one side") in result.stdout + result.stderr
 
 
 def test_a_model_folder_without_a_tokenizer(tmp_path):
@@ -78,8 +127,8 @@ def test_a_config_value_snakemake_cannot_hand_to_its_jobs(tmp_path):
 
 
 def test_missing_dataset_file(tmp_path):
-    assert_refused(run_bad(tmp_path, {"assistant": {"dataset": str(tmp_path / "none.json")}}),
-                   "assistant.dataset", "file not found")
+    assert_refused(run_bad(tmp_path, {"dataset": {"path": str(tmp_path / "none.json")}}),
+                   "config field dataset.path", "file not found")
 
 
 def test_nested_config_values_take_the_schema_types(tmp_path):

@@ -367,7 +367,7 @@ def test_users_own_openai_messages_dataset(tmp_path, shared_results):
                        encoding="utf-8")
     overrides = variant("own-dataset")
     overrides.update(results_dir=str(shared_results))
-    overrides["assistant"]["dataset"] = str(dataset)
+    overrides["dataset"] = {"path": str(dataset)}
     result = snakemake(tmp_path, overrides)
     assert result.returncode == 0, result.stderr[-5000:]
     run_dir = shared_results / "grace"

@@ -1,0 +1,214 @@
+"""The user's own data: every format read, every bad record named, the split seeded and leak-free."""
+
+import csv
+import json
+from unittest.mock import ANY
+
+import pytest
+
+from xtuner_recipe import user_data
+from xtuner_recipe.settings import DataSettings
+from xtuner_recipe.user_data import DatasetError, prepare, read_records, read_source
+
+RECORD = {"conversation": [{"input": "你是谁", "output": "我是Ada的助手"}]}
+
+
+def spec(path, **values):
+    fields = {"task": None, "name": "", "pairs": [], "repeat": 0, "format": "",
+              "replay_share": 0.0, "path": str(path), "test_path": None, "test_size": 0.1,
+              "split_seed": 0, "question_column": "question", "answer_column": "answer",
+              "system_column": None, "sheet": None, "text_field": "text"}
+    return DataSettings(**{**fields, **values})
+
+
+def write_csv(path, rows, header=("question", "answer")):
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_xlsx(path, rows, header=("question", "answer"), sheet="Sheet1"):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.title = sheet
+    book.active.append(list(header))
+    for row in rows:
+        book.active.append(list(row))
+    book.save(path)
+    return path
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty"),
+    ("[]", "no records"),
+    ("[{\"conversation\": [{\"input\": \"hi\"}]}]", "record 0 conversation\\[0\\].output must be"),
+    ("[{\"conversation\": [{\"input\": \"hi\", \"output\": \"\"}]}]", "output must be a non-empty"),
+    ("[{\"prompt\": \"hi\"}]", "record 0 has neither 'conversation'"),
+    ("[1]", "record 0 is a int"),
+    ("[{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}]", "no assistant message"),
+    ("[{\"messages\": [{\"role\": \"bot\", \"content\": \"hi\"}]}]", "role must be"),
+    ("[{\"conversation\": [{\"input\": \"a\", \"output\": \"b\"}]},\n"
+     " {\"messages\": [{\"role\": \"assistant\", \"content\": \"b\"}]}]", "record 1 is in 'messages'"),
+    ("[{\"conversation\": ", "read as one JSON array, which is not valid JSON at line 1"),
+    ("{\"conversation\": [{\"input\": \"a\", \"output\": \"b\"}]}\n{oops}\n", "line 2 is not valid JSON"),
+    ("[{\"text\": \"a\"}, {\"text\": \"\"}]", "record 1 has no non-empty 'text' string"),
+])
+def test_bad_json_records_are_named(tmp_path, content, message):
+    source = tmp_path / "bad.json"
+    source.write_text(content)
+    with pytest.raises(DatasetError, match=message):
+        read_source(source, spec(source))
+
+
+def test_a_utf8_file_with_a_byte_order_mark_is_read(tmp_path):
+    """Defect: a BOM was refused with a Python-internal hint (and a JSON array was then read as
+    JSONL)."""
+    for name, text in (("array.json", json.dumps([RECORD], ensure_ascii=False, indent=1)),
+                       ("lines.jsonl", json.dumps(RECORD, ensure_ascii=False) + "\n")):
+        source = tmp_path / name
+        source.write_bytes("\ufeff".encode() + text.encode("utf-8"))
+        assert read_records(source) == [(ANY, RECORD)]
+
+
+def test_files_that_are_not_utf8_are_refused_plainly(tmp_path):
+    for name in ("gbk.jsonl", "gbk.csv", "gbk.txt"):
+        source = tmp_path / name
+        source.write_bytes("question,answer\n你是谁,a\n".encode("gbk"))
+        with pytest.raises(DatasetError, match=f"{name}: not UTF-8 text .*save the file as UTF-8"):
+            read_source(source, spec(source))
+
+
+def test_missing_files_name_their_field(tmp_path):
+    with pytest.raises(DatasetError, match="dataset.path = .*file not found"):
+        prepare(spec(tmp_path / "nope.json"))
+    source = write_csv(tmp_path / "qa.csv", [("q1", "a1"), ("q2", "a2")])
+    with pytest.raises(DatasetError, match="dataset.test_path = .*file not found"):
+        prepare(spec(source, test_path=str(tmp_path / "nope.csv")))
+
+
+def test_unknown_suffix_lists_the_formats(tmp_path):
+    source = tmp_path / "data.parquet"
+    source.write_bytes(b"x")
+    with pytest.raises(DatasetError, match="unknown format .parquet; use .json/.jsonl"):
+        prepare(spec(source))
+
+
+@pytest.mark.parametrize("writer", [write_csv, write_xlsx])
+def test_table_columns_are_configurable_and_cells_become_text(tmp_path, writer):
+    source = writer(tmp_path / f"qa.{'csv' if writer is write_csv else 'xlsx'}",
+                    [("How much?", 48, "Be brief."), ("多少钱？", "48元", "")],
+                    header=("Frage", "Antwort", "System"))
+    task, record_format, records = read_source(source, spec(
+        source, question_column="Frage", answer_column="Antwort", system_column="System"))
+    assert (task, record_format) == ("qa", "conversation")
+    assert [r for _, r in records] == [
+        {"conversation": [{"input": "How much?", "output": "48", "system": "Be brief."}]},
+        {"conversation": [{"input": "多少钱？", "output": "48元"}]}]
+    assert [where for where, _ in records] == ["row 2", "row 3"]
+
+
+@pytest.mark.parametrize("writer", [write_csv, write_xlsx])
+def test_a_table_without_the_named_column_says_which_columns_it_has(tmp_path, writer):
+    source = writer(tmp_path / f"qa.{'csv' if writer is write_csv else 'xlsx'}",
+                    [("q", "a")], header=("Q", "A"))
+    with pytest.raises(DatasetError, match="dataset.question_column = 'question'.*has no column "
+                                           "'question'; its first row names 'Q', 'A'"):
+        prepare(spec(source))
+
+
+@pytest.mark.parametrize("writer", [write_csv, write_xlsx])
+def test_empty_cells_are_named_by_row(tmp_path, writer):
+    source = writer(tmp_path / f"qa.{'csv' if writer is write_csv else 'xlsx'}",
+                    [("q1", "a1"), ("q2", None), ("q3", "a3"), ("q4", "")])
+    with pytest.raises(DatasetError, match="rows 3, 5 have an empty 'answer' cell "
+                                           "\\(config field dataset.answer_column"):
+        prepare(spec(source))
+
+
+def test_an_xlsx_sheet_is_chosen_by_name(tmp_path):
+    source = write_xlsx(tmp_path / "qa.xlsx", [("q", "a")], sheet="FAQ")
+    with pytest.raises(DatasetError, match="dataset.sheet = 'Other'.*its sheets are FAQ"):
+        prepare(spec(source, sheet="Other"))
+    assert read_source(source, spec(source, sheet="FAQ"))[2][0][1]["conversation"][0] == {
+        "input": "q", "output": "a"}
+
+
+def test_the_split_is_seeded_and_keeps_every_copy_of_a_question_on_one_side(tmp_path):
+    rows = [(f"question {i}", f"answer {i}") for i in range(40)]
+    rows += [("Question 3", "answer 3 again"), ("question  7", "answer 7")]  # normalised copies
+    source = write_csv(tmp_path / "qa.csv", rows)
+    first = prepare(spec(source, test_size=0.25))
+    assert first == prepare(spec(source, test_size=0.25))  # the same seed, the same split
+    assert first.test != prepare(spec(source, test_size=0.25, split_seed=1)).test
+    assert len({user_data.question_key(r) for r in first.test}) == 10
+    trained = {user_data.question_key(r) for r in first.train}
+    assert not trained & {user_data.question_key(r) for r in first.test}
+    assert len(first.train) + len(first.test) == 42
+    assert first.warnings == ("2 questions occur more than once (1 of them with different "
+                              "answers); every copy stays on one side of the train/test split",)
+    assert len(prepare(spec(source, test_size=5)).test) == 5  # a count from 1 up
+
+
+def test_test_size_must_leave_training_data_and_a_test(tmp_path):
+    source = write_csv(tmp_path / "qa.csv", [("q1", "a1"), ("q2", "a2")])
+    with pytest.raises(DatasetError, match="dataset.test_size = 2: that is 2 of 2 distinct"):
+        prepare(spec(source, test_size=2))
+    with pytest.raises(DatasetError, match="the qa evaluation needs held-out records"):
+        prepare(spec(source, test_size=0))
+
+
+def test_a_test_file_that_overlaps_the_training_data_is_refused(tmp_path):
+    source = write_csv(tmp_path / "train.csv", [("q1", "a1"), ("q2", "a2")])
+    test = write_csv(tmp_path / "test.csv", [("q3", "a3"), ("Q2 ", "another answer")])
+    with pytest.raises(DatasetError, match="dataset.test_path = .*row 3 also occur in the "
+                                           "training data"):
+        prepare(spec(source, test_path=str(test)))
+    write_csv(test, [("q3", "a3")])
+    prepared = prepare(spec(source, test_path=str(test)))
+    assert (len(prepared.train), len(prepared.test)) == (2, 1)
+
+
+def test_multi_turn_messages_are_split_by_their_first_question(tmp_path):
+    records = [{"messages": [{"role": "user", "content": f"tea {i}?"},
+                             {"role": "assistant", "content": "green"},
+                             {"role": "user", "content": "and the price?"},
+                             {"role": "assistant", "content": f"{i} yuan"}]} for i in range(10)]
+    source = tmp_path / "chat.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    prepared = prepare(spec(source, test_size=0.2))
+    assert (prepared.task, prepared.format) == ("qa", "messages")
+    assert (len(prepared.train), len(prepared.test)) == (8, 2)
+
+
+def test_text_for_pretraining_from_a_file_a_folder_or_jsonl(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("First document.\n\nSecond\ndocument.\n\n\n")
+    (folder / "b.txt").write_text("\ufeffThird document.\r\n\r\nFourth one.\r\n")
+    task, record_format, docs = read_source(folder, spec(folder))
+    assert (task, record_format) == ("pretrain", "text")
+    assert [d["text"] for _, d in docs] == ["First document.", "Second\ndocument.",
+                                            "Third document.", "Fourth one."]
+    lines = tmp_path / "docs.jsonl"
+    lines.write_text('{"body": "one"}\n{"body": "two"}\n')
+    assert read_source(lines, spec(lines, text_field="body"))[2][1][1] == {"text": "two"}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match="the folder holds no .txt file"):
+        prepare(spec(empty))
+
+
+def test_the_committed_sample_data_splits_cleanly():
+    """The recipes' own datasets (recipes/data/) read without warnings and split as documented."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "recipes" / "data"
+    qa = prepare(spec(data / "tea_house_qa.csv"))
+    assert (qa.task, len(qa.train) + len(qa.test), qa.warnings) == ("qa", 448, ())
+    notes = prepare(spec(data / "tea_house_notes.txt"))
+    assert (notes.task, len(notes.test), notes.warnings) == ("pretrain", 30, ())
+    chat = prepare(spec(data / "tea_house_chat.jsonl"))
+    assert chat.format == "messages"
