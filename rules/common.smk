@@ -85,7 +85,7 @@ def get_package(key):
 
 def get_replay(wildcards):
     """The base model's replayed answers, when the data mixes them in."""
-    return [LAYOUT.replay(SETTINGS.base_model)] if SETTINGS.data.replay_share else []
+    return [SETTINGS.replay_files()[0]] if SETTINGS.data.replay_share else []
 
 
 def get_user_dataset(wildcards):

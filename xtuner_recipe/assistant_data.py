@@ -45,21 +45,20 @@ def with_replay(records, replay_pairs, share, record_format):
 def build_dataset(data, out_path, test_path, replay_path=None):
     """Write the run's training records and its test records (none for task identity); return
     the dataset's info: task, record format, counts and the data's warnings."""
-    warnings = ()
+    warnings, test = (), []
     if data.task in ("qa", "pretrain"):
         prepared = user_data.prepare(data)
         record_format, records, test = prepared.format, prepared.train, prepared.test
         warnings = prepared.warnings
     elif data.path:  # the user's own identity data: all of it is training data
         _, record_format, found = user_data.read_source(data.path, data)
-        records, test = [r for _, r in found], []
+        records = [r for _, r in found]
     else:
         record_format = data.format
         records = generate_records(data.name, data.pairs, data.repeat, record_format)
-        if replay_path:
-            replay = json.loads(Path(replay_path).read_text(encoding="utf-8"))
-            records = with_replay(records, replay, data.replay_share, record_format)
-        test = []
+    if replay_path:  # never for pre-training text (settings: replay_share 0)
+        replay = json.loads(Path(replay_path).read_text(encoding="utf-8"))
+        records = with_replay(records, replay, data.replay_share, record_format)
     write_dataset(out_path, records)
     write_dataset(test_path, test)
     return {"task": data.task, "format": record_format, "records": len(records),

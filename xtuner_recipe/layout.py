@@ -93,12 +93,15 @@ class RunLayout:
     def wheel_cache(self):
         return f"{self.results_dir}/base_model/wheels"
 
-    def replay(self, model_path):
-        """The base model's own answers, cached beside the base models (one file per model)."""
-        return f"{self.results_dir}/base_model/replay/{model_name(model_path)}.json"
+    def replay(self, model_path, settings_digest):
+        """The base model's own answers, cached beside the base models: one file per model and
+        replay settings, so runs that ask differently never rewrite each other's."""
+        return (f"{self.results_dir}/base_model/replay/{model_name(model_path)}-"
+                f"{settings_digest[:8]}.json")
 
-    def replay_settings(self, model_path):
-        return f"{self.results_dir}/base_model/settings/replay-{model_name(model_path)}.json"
+    def replay_settings(self, model_path, settings_digest):
+        return (f"{self.results_dir}/base_model/settings/replay-{model_name(model_path)}-"
+                f"{settings_digest[:8]}.json")
 
     def settings(self, stage):
         return self.path(f"settings/{stage}.json")

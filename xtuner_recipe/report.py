@@ -157,38 +157,40 @@ METRICS = {"bleu": "BLEU", "chrf": "chrF", "rouge_l": "ROUGE-L F1", "exact_match
 
 
 def score_rows(answers):
-    """(measure, what it counts, base, fine-tuned) of the run's task; report.json's scores."""
+    """(key, measure, what it counts, base, fine-tuned) of the run's task. Rows with a key are
+    report.json's scores (identity: the group names); the others are shown in the report only."""
     groups, task = answers["groups"], answers.get("task", "identity")
     general = groups["general"]
     rows = []
     if task == "qa":
         test = groups["test"]
         for part in test["base"]:
-            for key, title in METRICS.items():
-                name = f"test set{'' if part == 'all' else ', ' + part} ({test['base'][part]['count']})"
-                rows.append((f"{name}, {title}", "0-100, higher is better",
-                             test["base"][part][key], test["merged"][part][key]))
-        rows.append(("test answers repeating another question's training answer",
+            count = test["base"][part]["count"]
+            name = f"test set{'' if part == 'all' else ', ' + part} ({count})"
+            rows += [(f"test_{key}" if part == "all" else None, f"{name}, {title}",
+                      "0-100, higher is better", test["base"][part][key],
+                      test["merged"][part][key]) for key, title in METRICS.items()]
+        rows.append(("test_copied", "test answers repeating another question's training answer",
                      "share, lower is better", test["base_copied"], test["merged_copied"]))
     elif task == "pretrain":
         domain, docs = answers["domain_perplexity"], answers["documents"]
-        rows += [(f"perplexity, held-out documents ({docs['heldout']})", "lower is better",
-                  domain["heldout"]["base"], domain["heldout"]["merged"]),
-                 (f"perplexity, training documents ({docs['train']})", "lower is better",
-                  domain["train"]["base"], domain["train"]["merged"])]
+        rows += [(f"{part}_perplexity", f"perplexity, {title} ({docs[part]})",
+                  "lower is better", domain[part]["base"], domain[part]["merged"])
+                 for part, title in (("heldout", "held-out documents"),
+                                     ("train", "training documents"))]
     else:
         for group in ("training", "heldout", "unrelated"):
             title, counts = GROUPS[group]
             data = groups[group]
-            rows.append((f"{title} ({len(data['prompts'])})", counts, data["base"],
+            rows.append((group, f"{title} ({len(data['prompts'])})", counts, data["base"],
                          data["merged"]))
     title, counts = GROUPS["general"]
-    rows.append((f"{title} ({len(general['prompts'])})", counts, general["base"],
+    rows.append(("general", f"{title} ({len(general['prompts'])})", counts, general["base"],
                  general["merged"]))
     for lang, (count, base, tuned) in by_language(general["prompts"]).items():
-        rows.append((f"{title}, {lang} ({count})", counts, base, tuned))
+        rows.append((None, f"{title}, {lang} ({count})", counts, base, tuned))
     ppl = answers["perplexity"]
-    rows.append(("perplexity, held-out general text", "lower is better", ppl["base"],
+    rows.append((None, "perplexity, held-out general text", "lower is better", ppl["base"],
                  ppl["merged"]))
     return rows
 
@@ -267,7 +269,7 @@ def markdown(answers, verdict, summary, run_name, png_name, prov):
              "and their reasons: `xtuner_recipe/scoring.py`.", "",
              "| measure | counts | base model | fine-tuned (merged) |", "|---|---|---|---|"]
     lines += [f"| {measure} | {counts} | {base:.2f} | {tuned:.2f} |"
-              for measure, counts, base, tuned in score_rows(answers)]
+              for _, measure, counts, base, tuned in score_rows(answers)]
     lines += ["", "## Training", "", "| | |", "|---|---|"]
     for key, value in summary.items():
         lines.append(f"| {key} | {value if value is not None else 'n/a'} |")
@@ -302,8 +304,8 @@ def main(argv=None):
         "provenance": prov,
         "verdict": verdict,
         "thresholds": scoring.THRESHOLDS,
-        "scores": {measure: {"base": base, "merged": tuned}
-                   for measure, _, base, tuned in score_rows(answers)},
+        "scores": {key: {"base": base, "merged": tuned}
+                   for key, _, _, base, tuned in score_rows(answers) if key},
         "general_by_language": {lang: {"questions": n, "base": b, "merged": m} for lang, (n, b, m)
                                 in by_language(answers["groups"]["general"]["prompts"]).items()},
         "perplexity": answers["perplexity"],

@@ -166,9 +166,16 @@ class Settings:
         if self.tiny_shape:
             slices[self.layout.tiny_model_shape] = self.tiny_shape
         if self.data.replay_share:
-            slices[self.layout.replay_settings(self.base_model)] = dataclasses.asdict(self.replay)
+            slices[self.replay_files()[1]] = dataclasses.asdict(self.replay)
         return {path: json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
                 for path, value in slices.items()}
+
+    def replay_files(self):
+        """(answers, settings) of this run's replay, named by the digest of its settings."""
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self.replay), sort_keys=True)
+                                .encode("utf-8")).hexdigest()
+        return (self.layout.replay(self.base_model, digest),
+                self.layout.replay_settings(self.base_model, digest))
 
 
 def read_stage(path, stage):
@@ -432,7 +439,7 @@ def build(user, root, environ=None):
         else {},
         data=DataSettings(task=task, name=assistant["name"], pairs=pairs,
                           repeat=assistant["repeat"], format=assistant["format"],
-                          replay_share=0.0 if own_data else assistant["replay_share"],
+                          replay_share=0.0 if task == "pretrain" else assistant["replay_share"],
                           **{k: config["dataset"][k] for k in DATASET_KEYS}),
         xtuner_config=patch,
         train=TrainSettings(device=device, max_iters=values["max_iters"], launcher=launcher,

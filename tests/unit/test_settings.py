@@ -151,15 +151,19 @@ def test_default_pairs_are_the_bilingual_set_and_replay_adds_its_settings_file()
     assert len(built.evaluate.general_knowledge) == 40 and built.evaluate.heldout_text
     assert built.base_model.endswith("base_model/packaged/smollm2-135m-instruct")
     assert built.data.replay_share == 0.4  # the recipe's
-    assert built.layout.replay_settings(built.base_model) in built.files()
+    assert built.replay_files()[1] in built.files()
     user["assistant"]["replay_share"] = 0
     plain = settings.build(user, REPO)
-    assert plain.layout.replay_settings(plain.base_model) not in plain.files()
+    assert plain.replay_files()[1] not in plain.files()
     user["assistant"]["replay_share"] = 0.25
     replayed = settings.build(user, REPO)
     assert replayed.data.replay_share == 0.25
     assert replayed.replay.model_path == replayed.base_model
-    assert replayed.layout.replay_settings(replayed.base_model) in replayed.files()
+    assert replayed.replay_files()[1] in replayed.files()
+    # another recipe on the same model asks with other settings: its own file, so two runs in
+    # one results_dir never rewrite (and so rerun) each other's replay
+    other = settings.build({**user, "eval": {"max_new_tokens": 16}}, REPO)
+    assert other.replay_files()[0] != replayed.replay_files()[0]
 
 
 def test_every_train_key_is_in_the_schema(schema):
