@@ -48,6 +48,12 @@ def training_summary(final, run, effective, scalars):
     if times and summary["tokens_seen"]:
         summary["tokens_per_s"] = round(summary["tokens_seen"] / final["iteration"]
                                         / summary["s_per_iter"])
+    if times and final["wall_time_s"]:
+        # what training spent outside its steps: model load, tokenising and packing, the sample
+        # chat, checkpoint saves, start-up of the launcher (the steps at the steady speed)
+        outside = max(0.0, final["wall_time_s"] - summary["s_per_iter"] * final["iteration"])
+        summary["outside_steps_s"] = round(outside, 1)
+        summary["outside_steps_share"] = round(outside / final["wall_time_s"], 3)
     return summary
 
 

@@ -16,6 +16,7 @@ Everything here runs at parse time too (rules/common.smk): bad data stops before
 
 import csv
 import dataclasses
+import io
 import json
 import random
 from pathlib import Path
@@ -156,7 +157,7 @@ def _cell(value):
 def _table_rows(path, sheet):
     """(header, [(row number, cells)]) of a CSV file or a sheet of an xlsx workbook."""
     if path.suffix.lower() == ".csv":
-        rows = list(csv.reader(_read_text(path).splitlines()))
+        rows = list(csv.reader(io.StringIO(_read_text(path), newline="")))  # quoted line breaks
     else:
         import openpyxl
 
@@ -201,8 +202,10 @@ def read_table(path, spec):
         records.append((f"row {number}", {"conversation": [turn]}))
     for key, numbers in empty.items():
         if numbers:
-            raise DatasetError(f"{path}: rows {_listed(numbers)} have an empty {wanted[key]!r} "
-                               f"cell ({_field(spec, key)}); fill them in or delete those rows")
+            which = (f"row {numbers[0]} has" if len(numbers) == 1
+                     else f"rows {_listed(numbers)} have")
+            raise DatasetError(f"{path}: {which} an empty {wanted[key]!r} cell "
+                               f"({_field(spec, key)}); fill them in or delete those rows")
     if not records:
         raise DatasetError(f"{path}: the table has a header row but no records")
     return records

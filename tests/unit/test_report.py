@@ -86,6 +86,9 @@ def test_summary_for_packed_training():
     assert summary["method"] == "lora" and summary["device"] == "cpu"
     assert summary["launcher"] == "pytorch" and summary["deepspeed_checkpoint"] is False
     assert summary["peak_host_rss_mb"] == 1234.5
+    # 100 s of wall time, 160 steps at 0.6 s: 4 s outside the steps (start-up, tokenising, ...)
+    assert summary["outside_steps_s"] == pytest.approx(4.0)
+    assert summary["outside_steps_share"] == pytest.approx(0.04)
 
 
 def test_summary_for_unpacked_training_has_no_token_count():

@@ -110,6 +110,12 @@ def test_table_columns_are_configurable_and_cells_become_text(tmp_path, writer):
     assert [where for where, _ in records] == ["row 2", "row 3"]
 
 
+def test_a_csv_cell_may_hold_line_breaks_and_commas(tmp_path):
+    source = write_csv(tmp_path / "qa.csv", [("Steps?", "First, warm the pot.\nThen pour.")])
+    record = read_source(source, spec(source))[2][0][1]
+    assert record["conversation"][0]["output"] == "First, warm the pot.\nThen pour."
+
+
 @pytest.mark.parametrize("writer", [write_csv, write_xlsx])
 def test_a_table_without_the_named_column_says_which_columns_it_has(tmp_path, writer):
     source = writer(tmp_path / f"qa.{'csv' if writer is write_csv else 'xlsx'}",

@@ -60,7 +60,7 @@ def write_table(path, rows):
      ["config field dataset.question_column = 'question'", "has no column 'question'",
       "its first row names 'Q', 'A'"]),
     ([("question", "answer"), ("q1", "a1"), ("q2", ""), ("q3", "a3")], {},
-     ["rows 3 have an empty 'answer' cell", "fill them in or delete those rows"]),
+     ["row 3 has an empty 'answer' cell", "fill them in or delete those rows"]),
     ([("question", "answer"), ("q1", "a1"), ("q2", "a2")], {"task": "pretrain"},
      ["config field task = 'pretrain'", "make a 'qa' run; set task: qa"]),
 ])

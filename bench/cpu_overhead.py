@@ -1,0 +1,111 @@
+"""The recipe's overhead on a CPU: its train, convert and merge rules against the same three xtuner
+commands run by hand in sequence, and a no-op rerun (issue: speed and scale).
+
+    python bench/cpu_overhead.py [--recipe tiny-internlm2/lora_cpu] [--out bench/results/cpu-overhead.md]
+
+1. Untimed, shared by both sides: `snakemake --until xtuner_config` builds the base model, the
+   data and the patched config.
+2. By hand, in that order, on those files: `xtuner train CFG --work-dir W`, `xtuner convert
+   pth_to_hf CFG W/iter_N.pth ADAPTER`, `xtuner convert merge BASE ADAPTER MERGED` (each through
+   `python -m xtuner_recipe.xtuner_entry`, which is `xtuner <cmd>` with a real exit status and the
+   CPU shim, as the rules call it).
+3. The recipe: `snakemake --until merge` from the same state (the train, hf_adapter and merge
+   rules: Snakemake, the content-addressed attempt, the checks).
+4. The rest of the recipe (evaluate, report, publish), then a no-op rerun of the whole recipe.
+
+Overhead = recipe / by hand - 1 (step 3 against step 2). Run it on an otherwise idle machine.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from xtuner_recipe import settings as recipe_settings  # noqa: E402
+
+
+def timed(command, cwd, log):
+    """Seconds `command` took; stops the benchmark if it fails."""
+    started = time.monotonic()
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"\n$ {' '.join(map(str, command))}\n")
+        out.flush()
+        code = subprocess.call([str(c) for c in command], cwd=cwd, stdout=out,
+                               stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - started
+    if code != 0:
+        sys.exit(f"{' '.join(map(str, command))} exited {code}; see {log}")
+    return seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="tiny-internlm2/lora_cpu")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "cpu-overhead.md"))
+    args = parser.parse_args()
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    work = Path(tempfile.mkdtemp(prefix="xtuner-recipe-overhead-"))
+    log = work / "commands.log"
+    user = {"recipe": args.recipe, "results_dir": str(work / "results"), "run_name": "bench"}
+    configfile = work / "config.yaml"
+    configfile.write_text(json.dumps(user))
+    snakemake = [sys.executable, "-m", "snakemake", "--snakefile", REPO / "Snakefile",
+                 "--directory", work, "--configfile", configfile,
+                 "--profile", REPO / "profiles" / "local"]
+    built = recipe_settings.build(user, REPO)
+    layout, python = built.layout, sys.executable
+    entry = [python, "-m", "xtuner_recipe.xtuner_entry"]
+
+    timed([*snakemake, "--until", "xtuner_config"], work, log)
+    hand_dir = work / "by-hand"
+    iterations = built.train.max_iters
+    hand = {
+        "xtuner train": timed([*entry, "train", layout.xtuner_config, "--work-dir", hand_dir,
+                               "--launcher", "none"], work, log),
+        "xtuner convert pth_to_hf": timed(
+            [*entry, "pth_to_hf", layout.xtuner_config, hand_dir / f"iter_{iterations}.pth",
+             hand_dir / "adapter"], work, log),
+        "xtuner convert merge": timed([*entry, "merge", built.base_model, hand_dir / "adapter",
+                                       hand_dir / "merged", "--device", "cpu"], work, log),
+    }
+    recipe = timed([*snakemake, "--until", "merge"], work, log)
+    rest = timed(snakemake, work, log)
+    noop = timed(snakemake, work, log)
+    by_hand = sum(hand.values())
+    overhead = recipe / by_hand - 1
+    rows = [f"| by hand: {step} | {seconds:.1f} |" for step, seconds in hand.items()]
+    lines = [
+        "# Recipe overhead on a CPU against the same xtuner commands by hand",
+        "",
+        f"Measured {datetime.date.today()} with `python bench/cpu_overhead.py --recipe "
+        f"{args.recipe}` on {platform.processor() or platform.machine()}, {os.cpu_count()} "
+        f"cores ({iterations} iterations, {built.train.device}).",
+        "",
+        "| step | seconds |",
+        "|---|---|",
+        *rows,
+        f"| **by hand, total** | **{by_hand:.1f}** |",
+        f"| the recipe: `snakemake --until merge` (train, hf_adapter, merge rules) | {recipe:.1f} |",
+        f"| **recipe overhead** (target <= 10 %) | **{100 * overhead:.1f} %** |",
+        f"| the rest of the recipe (evaluate, report, publish) | {rest:.1f} |",
+        f"| **no-op rerun** of the whole recipe (target < 3 s) | **{noop:.1f}** |",
+        "",
+        "Both sides start from the same base model, data and patched config (built first, "
+        "untimed); the commands and their output: the run's `commands.log`.",
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
