@@ -78,3 +78,16 @@ def test_replay_pairs_become_the_asked_share_of_the_records():
     assert with_replay(records, replay, 0, "conversation") == records
     assert with_replay(records, replay, 0.5, "messages")[-1] == \
         data.messages_record("p2", "r2")
+
+
+def test_replay_joins_own_qa_training_data_but_never_its_test(tmp_path):
+    source = tmp_path / "qa.csv"
+    source.write_text("question,answer\n" + "".join(f"q{i},a{i}\n" for i in range(20)))
+    replay = tmp_path / "replay.json"
+    replay.write_text(json.dumps([{"input": "p1", "output": "r1"}]))
+    out, test = tmp_path / "assistant.json", tmp_path / "test.json"
+    info = data.build_dataset(data_settings(task="qa", path=str(source), test_size=0.25,
+                                            replay_share=0.25), out, test, replay)
+    assert (info["records"], info["test_records"]) == (20, 5)  # 15 pairs + 5 replayed answers
+    assert json.loads(out.read_text())[-1] == data.conversation_record("p1", "r1")
+    assert data.conversation_record("p1", "r1") not in json.loads(test.read_text())

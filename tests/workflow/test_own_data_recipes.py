@@ -99,3 +99,21 @@ def test_pretrain_recipe_lowers_held_out_perplexity(tmp_path, shared_results):
     assert len(answers["continuations"]) == 5
     text = (run / "report" / "report.md").read_text(encoding="utf-8")
     assert "perplexity, held-out documents (12)" in text
+
+
+def test_multi_turn_chats_are_split_and_patched_for_openai_messages(tmp_path, shared_results):
+    """The sample's multi-turn conversations through the data and config rules: split by their
+    first question, every record within max_length, xtuner reads them with openai_map_fn."""
+    from harness.workflow import REPO, build_dir
+
+    overrides = short(tmp_path, shared_results, "smollm2-135m-instruct/qa_lora_cpu",
+                      run_name="chat-e2e",
+                      dataset={"path": str(REPO / SAMPLES / "tea_house_chat.jsonl")})
+    result = snakemake(tmp_path, overrides, "--until", "xtuner_config")
+    assert result.returncode == 0, result.stderr[-5000:]
+    build = build_dir(shared_results / "chat-e2e")
+    info = read_json(build / "data" / "dataset_info.json")
+    assert (info["task"], info["format"], info["test_records"]) == ("qa", "messages", 12)
+    assert "dataset_map_fn=openai_map_fn" in (build / "config" / "xtuner_config.py").read_text()
+    test = read_json(build / "data" / "test.json")
+    assert all(sum(m["role"] == "user" for m in r["messages"]) >= 2 for r in test)
