@@ -59,7 +59,10 @@ def test_qa_recipe_from_a_spreadsheet_scores_the_held_out_questions(tmp_path, sh
     manifest.verify(run)
 
     train, test = (read_json(run / "data" / name) for name in ("assistant.json", "test.json"))
-    assert len(train) + len(test) == len(rows) - 1 and len(test) == 45
+    asked = {question_key({"conversation": [{"input": q, "output": a}]}) for q, a in rows[1:]}
+    from_sheet = [r for r in train if question_key(r) in asked]  # the rest: replayed answers
+    assert len(from_sheet) + len(test) == len(rows) - 1 and len(test) == 45
+    assert len(train) > len(from_sheet)  # the recipe's replay_share
     assert not {question_key(r) for r in train} & {question_key(r) for r in test}
 
     report = read_json(run / "report" / "report.json")
