@@ -112,6 +112,11 @@ def test_multi_turn_chats_are_split_and_patched_for_openai_messages(tmp_path, sh
     overrides = short(tmp_path, shared_results, "smollm2-135m-instruct/qa_lora_cpu",
                       run_name="chat-e2e",
                       dataset={"path": str(REPO / SAMPLES / "tea_house_chat.jsonl")})
+    overrides["train"]["max_length"] = 128  # the recipe's, too short for three turns
+    refused = snakemake(tmp_path, overrides, "--until", "xtuner_config")
+    assert refused.returncode != 0
+    assert "config field train.max_length = 128: the longest record is" in refused.stderr
+    overrides["train"]["max_length"] = 256
     result = snakemake(tmp_path, overrides, "--until", "xtuner_config")
     assert result.returncode == 0, result.stderr[-5000:]
     build = build_dir(shared_results / "chat-e2e")
