@@ -1,8 +1,13 @@
 """How training starts on one machine: how many processes, and which launcher."""
 
 import os
+from pathlib import Path
 
 from xtuner_recipe.messages import ConfigError
+
+# Without NVIDIA's kernel driver there is no GPU: the auto values then come without importing
+# torch (about 2 s of every Snakemake start, no-op reruns included).
+NVIDIA_DRIVER = Path("/proc/driver/nvidia")
 
 
 def resolve_nproc(value, environ=None):
@@ -17,6 +22,8 @@ def resolve_nproc(value, environ=None):
         except ValueError:
             raise ConfigError(f"NPROC_PER_NODE = {environ['NPROC_PER_NODE']!r} is not a number "
                               "(train.nproc_per_node: auto reads it)") from None
+    if not NVIDIA_DRIVER.exists():
+        return 1
     import torch
 
     return max(1, torch.cuda.device_count())
@@ -30,8 +37,11 @@ def resolve_launcher(requested, nproc):
 
 
 def resolve_device(requested):
+    """auto: cuda when torch sees a GPU."""
     if requested != "auto":
         return requested
+    if not NVIDIA_DRIVER.exists():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -282,3 +282,16 @@ def test_slurm_multi_node_gpu_geometry():
     assert resources["gres"] == "gpu:4" and resources["tasks_per_gpu"] == 1
     with pytest.raises(ConfigError, match="slurm.tasks_per_node"):
         slurm.slurm_train_resources(slurm_section(nodes=2, tasks_per_node=1))
+
+
+def test_auto_device_without_nvidias_driver_is_cpu_without_importing_torch(tmp_path):
+    """A no-op rerun must not pay torch's import (about 2 s) on a machine with no GPU driver."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from xtuner_recipe import launch; "
+            f"launch.NVIDIA_DRIVER = Path({str(tmp_path / 'none')!r}); "
+            "print(launch.resolve_device('auto'), launch.resolve_nproc('auto', {}), "
+            "'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["cpu", "1", "False"]
