@@ -146,10 +146,12 @@ def models(run, merged):
 
 
 def ask_general(chat, run):
+    """The answers to the general-knowledge questions, and the perplexity of the held-out general
+    text: what a fine-tune must not break."""
     chat.max_new_tokens = min(run.max_new_tokens, GENERAL_MAX_NEW_TOKENS)
     answers = chat.answers([q["question"] for q in run.general_knowledge])
     chat.max_new_tokens = run.max_new_tokens
-    return answers
+    return answers, scoring.perplexity(chat.model, chat.tokenizer, run.heldout_text, chat.device)
 
 
 def evaluate_qa(run, merged, dataset, test_set):
@@ -172,9 +174,7 @@ def evaluate_qa(run, merged, dataset, test_set):
             # a training answer, word for word, that is not this question's answer: recalled
             item[f"{label}_copied"] = (text_metrics.normalise(answer) in trained
                                        and not text_metrics.exact_match(answer, item["reference"]))
-        general[label] = ask_general(chat, run)
-        perplexity[label] = scoring.perplexity(chat.model, chat.tokenizer, run.heldout_text,
-                                               chat.device)
+        general[label], perplexity[label] = ask_general(chat, run)
         seconds[label] = time.time() - started
         log(f"{label} model answered {len(items)} test and {len(general[label])} general "
             f"questions in {seconds[label]:.0f} s")
@@ -208,9 +208,7 @@ def evaluate_pretrain(run, merged, dataset, test_set):
             domain[part][label] = scoring.perplexity(chat.model, chat.tokenizer,
                                                      documents_text(docs), chat.device)
         continuations[label] = chat.complete(openings)  # plain text: no prompt template
-        general[label] = ask_general(chat, run)
-        perplexity[label] = scoring.perplexity(chat.model, chat.tokenizer, run.heldout_text,
-                                               chat.device)
+        general[label], perplexity[label] = ask_general(chat, run)
         seconds[label] = time.time() - started
         log(f"{label} model: held-out documents perplexity {domain['heldout'][label]:.2f}, "
             f"{seconds[label]:.0f} s")
