@@ -59,27 +59,60 @@ def sort_target_modules(adapter_dir):
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def token_ids_from_files(model_dir, tokens):
+    """token -> id from the tokenizer's JSON files (added tokens, then the vocabulary), without
+    loading transformers (seconds of every merge); None for a token not found there."""
+    folder, found = Path(model_dir), {}
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        decoder = json.loads(config.read_text(encoding="utf-8")).get("added_tokens_decoder", {})
+        found.update({t["content"]: int(i) for i, t in decoder.items()})
+    fast = folder / "tokenizer.json"
+    if fast.is_file():
+        data = json.loads(fast.read_text(encoding="utf-8"))
+        found.update({t["content"]: t["id"] for t in data.get("added_tokens", [])})
+        vocab = (data.get("model") or {}).get("vocab")
+        if isinstance(vocab, dict):
+            found.update({t: i for t, i in vocab.items() if t in tokens and t not in found})
+    return {t: found.get(t) for t in tokens}
+
+
 def stop_at_turn_end(model_dir, template_name):
     """Add the template's turn-end tokens to the merged model's eos list (generation_config)."""
-    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
-
     from xtuner_recipe.preflight import template_markers
 
+    markers = template_markers(template_name)
+    ids = token_ids_from_files(model_dir, markers)
+    path = Path(model_dir) / "generation_config.json"
+    if path.is_file() and all(i is not None for i in ids.values()):
+        generation = json.loads(path.read_text(encoding="utf-8"))
+    else:  # a tokenizer without JSON files, or no generation config yet: ask transformers
+        generation, ids = generation_and_ids(model_dir, markers)
+    eos = generation.get("eos_token_id")
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    eos += [i for i in dict.fromkeys(ids.values()) if i is not None and i not in eos]
+    generation["eos_token_id"] = eos
+    path.write_text(json.dumps(generation, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    log(f"generation_config.json: eos_token_id {eos}")
+
+
+def generation_and_ids(model_dir, markers):
+    """The generation config (made from the model config if the folder has none) and the
+    markers' ids, through transformers."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    from xtuner_recipe import use_runtime_env
+
+    use_runtime_env()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
     try:
         generation = GenerationConfig.from_pretrained(model_dir)
     except OSError:  # the model has none yet
         generation = GenerationConfig.from_model_config(
             AutoConfig.from_pretrained(model_dir, trust_remote_code=True))
-    eos = generation.eos_token_id
-    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-    for marker in template_markers(template_name):
-        token = tokenizer.convert_tokens_to_ids(marker)
-        if token is not None and token != tokenizer.unk_token_id and token not in eos:
-            eos.append(token)
-    generation.eos_token_id = eos
-    generation.save_pretrained(model_dir)
-    log(f"generation_config.json: eos_token_id {eos}")
+    ids = {m: tokenizer.convert_tokens_to_ids(m) for m in markers}
+    return generation.to_dict(), {m: None if i == tokenizer.unk_token_id else i
+                                  for m, i in ids.items()}
 
 
 def adapter(config, final_path, checkpoint, out, method):
@@ -101,9 +134,6 @@ def merge(base, adapter_dir, out, max_shard_size, device, method, template_name)
         run_tool(["merge", base, adapter_dir, out, "--max-shard-size", max_shard_size,
                   "--device", device, "--safe-serialization"])
     require(out, ["config.json", "*.safetensors", "tokenizer_config.json"], "merge")
-    from xtuner_recipe import use_runtime_env
-
-    use_runtime_env()
     stop_at_turn_end(out, template_name)
 
 

@@ -10,6 +10,7 @@ import os
 import shlex
 from pathlib import Path
 
+from xtuner_recipe import xtuner_catalog
 from xtuner_recipe.messages import ConfigError
 
 # A model folder needs one of these to have a tokenizer.
@@ -70,9 +71,7 @@ def check_config_args(config_args):
 
 def template_markers(template_name):
     """The tokens the template ends a turn with (its stop words and suffix)."""
-    from xtuner.utils import PROMPT_TEMPLATE
-
-    template = PROMPT_TEMPLATE[template_name]
+    template = xtuner_catalog.prompt_template(template_name)
     return list(dict.fromkeys([*template.get("STOP_WORDS", []),
                                *([template["SUFFIX"]] if template.get("SUFFIX") else [])]))
 

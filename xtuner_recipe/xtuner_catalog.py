@@ -25,14 +25,24 @@ def builtin_configs():
             if p.suffix in (".py", ".json") and not p.name.startswith("_")}
 
 
-def prompt_templates():
-    """The names in xtuner's PROMPT_TEMPLATE."""
+def _prompt_template_calls():
     source = (xtuner_package_dir() / "utils" / "templates.py").read_text(encoding="utf-8")
     for node in ast.parse(source).body:
         if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
                 and node.targets[0].id == "PROMPT_TEMPLATE"):
-            return [kw.arg for kw in node.value.keywords]
+            return {kw.arg: kw.value for kw in node.value.keywords}
     raise ConfigError("cannot read PROMPT_TEMPLATE from the installed xtuner")
+
+
+def prompt_templates():
+    """The names in xtuner's PROMPT_TEMPLATE."""
+    return list(_prompt_template_calls())
+
+
+def prompt_template(name):
+    """One entry of xtuner's PROMPT_TEMPLATE as a dict (its values are literals)."""
+    call = _prompt_template_calls()[name]
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
 def check_base_config(name):

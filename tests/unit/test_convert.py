@@ -105,3 +105,25 @@ def test_the_merged_model_also_stops_at_the_templates_turn_end(tiny_chat_model, 
     assert eos == [0, end]
     stop_at_turn_end(model, "internlm2_chat")  # idempotent
     assert GenerationConfig.from_pretrained(model).eos_token_id == eos
+
+
+def test_turn_end_ids_come_from_the_tokenizer_files_or_else_from_transformers(tiny_chat_model,
+                                                                               tmp_path):
+    """The merge step reads the ids from the tokenizer's JSON files (no transformers import);
+    a folder without a generation config still gets one, through transformers."""
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from xtuner_recipe.convert import stop_at_turn_end, token_ids_from_files
+
+    model = shutil.copytree(tiny_chat_model, tmp_path / "merged")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    markers = ["<|im_end|>", "<|im_start|>", "not-a-token"]
+    assert token_ids_from_files(model, markers) == {
+        "<|im_end|>": tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        "<|im_start|>": tokenizer.convert_tokens_to_ids("<|im_start|>"), "not-a-token": None}
+    (model / "generation_config.json").unlink(missing_ok=True)
+    stop_at_turn_end(model, "internlm2_chat")
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in \
+        GenerationConfig.from_pretrained(model).eos_token_id
