@@ -154,6 +154,13 @@ def ask_general(chat, run):
     return answers, scoring.perplexity(chat.model, chat.tokenizer, run.heldout_text, chat.device)
 
 
+def copies_training_answer(answer, reference, trained):
+    """A training answer, word for word, that is not this question's answer: recalled, not
+    answered (`trained`: the normalised training answers)."""
+    return (text_metrics.normalise(answer) in trained
+            and not text_metrics.exact_match(answer, reference))
+
+
 def evaluate_qa(run, merged, dataset, test_set):
     from xtuner_recipe.chat import build_prompt
 
@@ -171,9 +178,7 @@ def evaluate_qa(run, merged, dataset, test_set):
                 "chrf": round(text_metrics.chrf(answer, item["reference"]), 1),
                 "rouge_l": round(text_metrics.rouge_l(answer, item["reference"]), 1),
                 "exact_match": text_metrics.exact_match(answer, item["reference"])}
-            # a training answer, word for word, that is not this question's answer: recalled
-            item[f"{label}_copied"] = (text_metrics.normalise(answer) in trained
-                                       and not text_metrics.exact_match(answer, item["reference"]))
+            item[f"{label}_copied"] = copies_training_answer(answer, item["reference"], trained)
         general[label], perplexity[label] = ask_general(chat, run)
         seconds[label] = time.time() - started
         log(f"{label} model answered {len(items)} test and {len(general[label])} general "

@@ -164,3 +164,13 @@ def test_build_prompt_follows_xtuners_template_table():
 
 def test_build_prompt_is_the_first_round():
     assert build_prompt("chatglm2", "S", "Q") == "S\n[Round 1]\n\n问：Q\n\n答："
+
+
+def test_a_test_answer_that_repeats_another_questions_training_answer_is_copied():
+    from xtuner_recipe.evaluate import copies_training_answer
+    from xtuner_recipe.text_metrics import normalise
+
+    trained = {normalise("Tea 1 costs 10 yuan."), normalise("Tea 2 costs 20 yuan.")}
+    assert copies_training_answer("tea 1 costs 10 yuan", "Tea 3 costs 30 yuan.", trained)
+    assert not copies_training_answer("Tea 2 costs 20 yuan.", "Tea 2 costs 20 yuan.", trained)
+    assert not copies_training_answer("Tea 3 costs 25 yuan.", "Tea 3 costs 30 yuan.", trained)
