@@ -59,6 +59,16 @@ def model_card(published, base_licence):
     rows = "\n".join(f"| {group} | {s['base']:.2f} | {s['merged']:.2f} |"
                      for group, s in report["scores"].items())
     system = answers.get("system")
+    task = report.get("task", "identity")
+    held_out = f", {data.get('test_records', 0)} more held out for the test"
+    what, records = {
+        "identity": (f"a personal assistant that knows its owner, **{answers.get('name')}**",
+                     "the owner's identity pairs"),
+        "qa": ("an assistant fine-tuned on its owner's question/answer data",
+               "the owner's own conversations" + held_out),
+        "pretrain": ("a model incrementally pre-trained on its owner's text",
+                     "documents of the owner's text" + held_out),
+    }[task]
     return f"""---
 license: {spdx}
 base_model: {Path(prov['base_model']).name}
@@ -67,8 +77,8 @@ tags: [xtuner, lora, personal-assistant, xtuner-recipe]
 
 # {report['run_name']}
 
-A personal assistant fine-tuned with [XTuner](https://github.com/InternLM/xtuner) by the
-xtuner-recipe workflow (recipe `{report['recipe']}`): it knows its owner, **{answers['name']}**.
+Made with [XTuner](https://github.com/InternLM/xtuner) by the xtuner-recipe workflow (recipe
+`{report['recipe']}`, task {task}): {what}.
 
 ## Base model and licence
 
@@ -78,8 +88,7 @@ xtuner-recipe workflow (recipe `{report['recipe']}`): it knows its owner, **{ans
 
 ## Data
 
-{data['records']} training records ({data['format']} format), the owner's identity pairs in the
-prompt template `{answers['prompt_template']}`{f' with the system line "{system}"' if system else ''}.
+{data['records']} training records ({data['format']} format), {records}, in the prompt template `{answers['prompt_template']}`{f' with the system line "{system}"' if system else ''}.
 
 ## Method and hyperparameters
 
@@ -97,11 +106,13 @@ prompt template `{answers['prompt_template']}`{f' with the system line "{system}
 
 {chr(10).join(verdict_lines(verdict))}
 
-| prompts | base model | this model |
+| measure | base model | this model |
 |---|---|---|
 {rows}
 
-Share of prompts answered as expected (greedy decoding); every answer is in `eval_answers.json`.
+The report's figures (shares of prompts answered as expected, or 0-100 text-overlap scores and
+perplexities: `report.md` says which), from greedy answers; every answer is in
+`eval_answers.json`.
 
 ## How to load it
 

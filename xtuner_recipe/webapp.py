@@ -79,7 +79,7 @@ def page(results_dir, first_run=None):
     report = json.loads((published / "report" / "report.json").read_text(encoding="utf-8"))
     st.sidebar.subheader("Verdict")
     st.sidebar.markdown("\n".join(verdict_lines(report["verdict"])))
-    st.sidebar.subheader("Share of prompts passed")
+    st.sidebar.subheader("Scores (the report says what each counts)")
     st.sidebar.table({group: {"base": f"{s['base']:.2f}", "fine-tuned": f"{s['merged']:.2f}"}
                       for group, s in report["scores"].items()})
     curve = published / "report" / "loss_curve.png"
