@@ -283,7 +283,7 @@ def question_key(record):
     return normalise(next(m["content"] for m in record["messages"] if m["role"] == "user"))
 
 
-def test_count(test_size, items):
+def held_out_count(test_size, items):
     """test_size below 1 is a share of the items (at least one), else a count."""
     if test_size == 0:
         return 0
@@ -300,7 +300,7 @@ def split(records, test_size, seed):
     keys = list(dict.fromkeys(question_key(r) for r in records))
     shuffled = keys[:]
     random.Random(seed).shuffle(shuffled)
-    test_keys = set(shuffled[:test_count(test_size, len(keys))])
+    test_keys = set(shuffled[:held_out_count(test_size, len(keys))])
     train = [r for r in records if question_key(r) not in test_keys]
     test = [r for r in records if question_key(r) in test_keys]
     return train, test
