@@ -37,30 +37,13 @@ CONTINUATIONS, OPENING_WORDS = 5, 12
 def training_prompts(dataset_path, limit=TRAIN_PROMPTS_SHOWN):
     """The distinct first user turns of the training data, in order (at most `limit`)."""
     seen = []
-    for record in json.loads(Path(dataset_path).read_text(encoding="utf-8")):
-        if "conversation" in record:
-            prompt = record["conversation"][0]["input"]
-        else:
-            prompt = next(m["content"] for m in record["messages"] if m["role"] == "user")
+    for record in read_records(dataset_path):
+        prompt = preflight.record_turns(record)[0][1]
         if prompt not in seen:
             seen.append(prompt)
             if len(seen) == limit:
                 break
     return seen
-
-
-def ask(model_path, run, prompts):
-    """One model's answers to every group, its perplexity, and the seconds it took."""
-    from xtuner_recipe.chat import ChatModel
-
-    started = time.time()
-    chat = ChatModel(model_path, run.prompt_template, run.system, run.max_new_tokens)
-    answers = {group: chat.answers(texts) for group, texts in prompts.items()
-               if group != "general"}
-    chat.max_new_tokens = min(run.max_new_tokens, GENERAL_MAX_NEW_TOKENS)
-    answers["general"] = chat.answers(prompts["general"])
-    perplexity = scoring.perplexity(chat.model, chat.tokenizer, run.heldout_text, chat.device)
-    return answers, perplexity, time.time() - started
 
 
 def evaluate(run, merged, dataset, test_set):
@@ -70,32 +53,24 @@ def evaluate(run, merged, dataset, test_set):
         return evaluate_pretrain(run, merged, dataset, test_set)
     training = run.training_prompts or training_prompts(dataset)
     prompts = {"training": training, "heldout": run.heldout_identity_prompts,
-               "unrelated": run.unrelated_prompts,
-               "general": [q["question"] for q in run.general_knowledge]}
-    answers, perplexity, seconds = {}, {}, {}
-    for model, path in (("base", run.base_model), ("merged", merged)):
-        answers[model], perplexity[model], seconds[model] = ask(path, run, prompts)
-        log(f"{model} model answered {sum(map(len, prompts.values()))} prompts "
-            f"in {seconds[model]:.0f} s")
-    questions = {"general": run.general_knowledge}
+               "unrelated": run.unrelated_prompts}
+    answers, general, perplexity, seconds = {}, {}, {}, {}
+    for label, chat in models(run, merged):
+        started = time.time()
+        answers[label] = {group: chat.answers(texts) for group, texts in prompts.items()}
+        general[label], perplexity[label] = ask_general(chat, run)
+        seconds[label] = time.time() - started
+        log(f"{label} model answered {sum(map(len, prompts.values())) + len(general[label])} "
+            f"prompts in {seconds[label]:.0f} s")
     groups = {}
     for group, texts in prompts.items():
-        items = []
-        for i, prompt in enumerate(texts):
-            question = questions.get(group, [None] * len(texts))[i]
-            item = {"prompt": prompt}
-            if question:
-                item.update(id=question["id"], lang=question["lang"],
-                            accepted=question["accepted"])
+        items = [{"prompt": prompt, "base": answers["base"][group][i],
+                  "merged": answers["merged"][group][i]} for i, prompt in enumerate(texts)]
+        for item in items:
             for model in ("base", "merged"):
-                item[model] = answers[model][group][i]
-                item[f"{model}_pass"] = scoring.passes(group, item[model], run.name, question)
-            items.append(item)
-        groups[group] = {
-            "prompts": items,
-            "base": scoring.share(i["base_pass"] for i in items),
-            "merged": scoring.share(i["merged_pass"] for i in items),
-        }
+                item[f"{model}_pass"] = scoring.passes(group, item[model], run.name)
+        groups[group] = judged(items)
+    groups["general"] = general_group(run, general)
     return {"task": "identity", "name": run.name, "prompt_template": run.prompt_template,
             "system": run.system, "groups": groups, "perplexity": perplexity,
             "generation_s": {m: round(s, 1) for m, s in seconds.items()}}
@@ -103,6 +78,12 @@ def evaluate(run, merged, dataset, test_set):
 
 def read_records(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def judged(items):
+    """A group: its items (each with base_pass and merged_pass) and each model's share passed."""
+    return {"prompts": items, "base": scoring.share(i["base_pass"] for i in items),
+            "merged": scoring.share(i["merged_pass"] for i in items)}
 
 
 def general_group(run, answers):
@@ -114,8 +95,7 @@ def general_group(run, answers):
         for model in ("base", "merged"):
             item[f"{model}_pass"] = scoring.general_correct(item[model], question["accepted"])
         items.append(item)
-    return {"prompts": items, "base": scoring.share(i["base_pass"] for i in items),
-            "merged": scoring.share(i["merged_pass"] for i in items)}
+    return judged(items)
 
 
 def test_items(records, limit):
@@ -164,7 +144,8 @@ def copies_training_answer(answer, reference, trained):
 def evaluate_qa(run, merged, dataset, test_set):
     from xtuner_recipe.chat import build_prompt
 
-    items = test_items(read_records(test_set), run.max_test_items)
+    records = read_records(test_set)
+    items = test_items(records, run.max_test_items)
     trained = {text_metrics.normalise(preflight.record_turns(r)[-1][2])
                for r in read_records(dataset)}
     general, perplexity, seconds = {}, {}, {}
@@ -186,7 +167,7 @@ def evaluate_qa(run, merged, dataset, test_set):
     for item in items:
         item["lang"] = text_metrics.language(item["reference"])
     references = [i["reference"] for i in items]
-    test = {"prompts": items, "test_records": len(read_records(test_set))}
+    test = {"prompts": items, "test_records": len(records)}
     for label in ("base", "merged"):
         test[label] = text_metrics.scores_by_language([i[label] for i in items], references)
         test[f"{label}_copied"] = scoring.share(i[f"{label}_copied"] for i in items)

@@ -129,8 +129,7 @@ def figures(answers):
     groups = answers["groups"]
     return {"identity_heldout": groups["heldout"]["merged"],
             "identity_heldout_base": groups["heldout"]["base"],
-            "overfit_share": groups["unrelated"]["merged"],
-            "general_base": groups["general"]["base"], "general_tuned": groups["general"]["merged"],
+            "overfit_share": groups["unrelated"]["merged"], **general_figures(answers),
             "perplexity_base": answers["perplexity"]["base"],
             "perplexity_tuned": answers["perplexity"]["merged"]}
 

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import types
 from pathlib import Path
 
 import yaml
@@ -371,10 +372,9 @@ def resolve_task(config, root):
             raise ConfigError(f"config field task = {task!r} needs your data: set dataset.path "
                               "(the README's 'Your own data' lists the formats)")
         return "identity", None
-    spec = DataSettings(task=task, name="", pairs=[], repeat=0, format="", replay_share=0.0,
-                        **{k: dataset[k] for k in DATASET_KEYS})
+    spec = types.SimpleNamespace(**dataset)  # the dataset.* fields user_data reads
     if task == "identity":
-        _, record_format, records = user_data.read_source(dataset["path"], spec)
+        _, record_format, _ = user_data.read_source(dataset["path"], spec)
         if record_format == "text":
             raise ConfigError(f"config field task = 'identity': {dataset['path']} holds text for "
                               "pre-training; set task: pretrain")

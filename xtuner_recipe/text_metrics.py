@@ -13,6 +13,8 @@ Every figure is 0-100. All are computed from the raw answers the report keeps be
 import re
 import unicodedata
 
+from xtuner_recipe import scoring
+
 # CJK ideographs (with extension A and compatibility forms), kana and hangul: scripts written
 # without spaces between words.
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
@@ -30,9 +32,8 @@ def language(text):
 
 
 def normalise(text):
-    """NFKC (full-width forms), case-folded, whitespace collapsed, final punctuation dropped."""
-    text = " ".join(unicodedata.normalize("NFKC", text or "").casefold().split())
-    return text.rstrip(FINAL_PUNCTUATION + " ")
+    """scoring.normalise (NFKC, case-folded, whitespace collapsed), final punctuation dropped."""
+    return scoring.normalise(text).rstrip(FINAL_PUNCTUATION + " ")
 
 
 class RougeTokenizer:

@@ -329,8 +329,9 @@ def duplicate_warning(records, unit):
 
 
 def prepare(spec):
-    """Read, check and split the user's data (DataSettings: path, test_path, test_size,
-    split_seed, columns, sheet, text_field); raises DatasetError naming the field and the fix."""
+    """Read, check and split the user's data; `spec` has the dataset.* fields (path, test_path,
+    test_size, split_seed, the columns, sheet, text_field), as DataSettings does. Raises
+    DatasetError naming the field and the fix."""
     task, record_format, found = read_source(spec.path, spec)
     records = [r for _, r in found]
     unit = "document" if task == "pretrain" else "question"

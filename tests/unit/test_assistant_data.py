@@ -1,7 +1,4 @@
 import json
-from unittest.mock import ANY
-
-import pytest
 
 from xtuner_recipe import assistant_data as data
 

@@ -2,23 +2,23 @@
 
 import csv
 import json
+from types import SimpleNamespace
 from unittest.mock import ANY
 
 import pytest
 
 from xtuner_recipe import user_data
-from xtuner_recipe.settings import DataSettings
 from xtuner_recipe.user_data import DatasetError, prepare, read_records, read_source
 
 RECORD = {"conversation": [{"input": "你是谁", "output": "我是Ada的助手"}]}
 
 
 def spec(path, **values):
-    fields = {"task": None, "name": "", "pairs": [], "repeat": 0, "format": "",
-              "replay_share": 0.0, "path": str(path), "test_path": None, "test_size": 0.1,
-              "split_seed": 0, "question_column": "question", "answer_column": "answer",
-              "system_column": None, "sheet": None, "text_field": "text"}
-    return DataSettings(**{**fields, **values})
+    """The dataset.* fields with the schema's defaults, as settings.resolve_task passes them."""
+    fields = {"path": str(path), "test_path": None, "test_size": 0.1, "split_seed": 0,
+              "question_column": "question", "answer_column": "answer", "system_column": None,
+              "sheet": None, "text_field": "text"}
+    return SimpleNamespace(**{**fields, **values})
 
 
 def write_csv(path, rows, header=("question", "answer")):
