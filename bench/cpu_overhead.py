@@ -1,7 +1,7 @@
 """The recipe's overhead on a CPU: its train, convert and merge rules against the same three xtuner
 commands run by hand in sequence, and a no-op rerun (issue: speed and scale).
 
-    python bench/cpu_overhead.py [--recipe tiny-internlm2/lora_cpu] [--out bench/results/cpu-overhead.md]
+    python bench/cpu_overhead.py [--recipe tiny-internlm2/lora_cpu] [--rounds 3] [--out FILE]
 
 1. Untimed, shared by both sides: `snakemake --until xtuner_config` builds the base model, the
    data and the patched config.
@@ -13,7 +13,8 @@ commands run by hand in sequence, and a no-op rerun (issue: speed and scale).
    rules: Snakemake, the content-addressed attempt, the checks).
 4. The rest of the recipe (evaluate, report, publish), then a no-op rerun of the whole recipe.
 
-Overhead = recipe / by hand - 1 (step 3 against step 2). Run it on an otherwise idle machine.
+Overhead = recipe / by hand - 1 (step 3 against step 2), per round and the median of the
+rounds (each in a fresh folder). Run it on an otherwise idle machine.
 """
 
 import argparse
@@ -21,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,62 +49,72 @@ def timed(command, cwd, log):
     return seconds
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="tiny-internlm2/lora_cpu")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "cpu-overhead.md"))
-    args = parser.parse_args()
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    work = Path(tempfile.mkdtemp(prefix="xtuner-recipe-overhead-"))
+RECIPE = "the recipe: `snakemake --until merge` (train, hf_adapter, merge rules)"
+
+
+def one_round(recipe, work):
+    """Seconds of each step of one round, in a fresh folder."""
     log = work / "commands.log"
-    user = {"recipe": args.recipe, "results_dir": str(work / "results"), "run_name": "bench"}
+    user = {"recipe": recipe, "results_dir": str(work / "results"), "run_name": "bench"}
     configfile = work / "config.yaml"
     configfile.write_text(json.dumps(user))
     snakemake = [sys.executable, "-m", "snakemake", "--snakefile", REPO / "Snakefile",
                  "--directory", work, "--configfile", configfile,
                  "--profile", REPO / "profiles" / "local"]
     built = recipe_settings.build(user, REPO)
-    layout, python = built.layout, sys.executable
-    entry = [python, "-m", "xtuner_recipe.xtuner_entry"]
-
+    layout, hand_dir = built.layout, work / "by-hand"
+    entry = [sys.executable, "-m", "xtuner_recipe.xtuner_entry"]
     timed([*snakemake, "--until", "xtuner_config"], work, log)
-    hand_dir = work / "by-hand"
-    iterations = built.train.max_iters
-    hand = {
-        "xtuner train": timed([*entry, "train", layout.xtuner_config, "--work-dir", hand_dir,
-                               "--launcher", "none"], work, log),
-        "xtuner convert pth_to_hf": timed(
-            [*entry, "pth_to_hf", layout.xtuner_config, hand_dir / f"iter_{iterations}.pth",
-             hand_dir / "adapter"], work, log),
-        "xtuner convert merge": timed([*entry, "merge", built.base_model, hand_dir / "adapter",
-                                       hand_dir / "merged", "--device", "cpu"], work, log),
+    steps = {
+        "by hand: xtuner train": timed([*entry, "train", layout.xtuner_config, "--work-dir",
+                                        hand_dir, "--launcher", "none"], work, log),
+        "by hand: xtuner convert pth_to_hf": timed(
+            [*entry, "pth_to_hf", layout.xtuner_config,
+             hand_dir / f"iter_{built.train.max_iters}.pth", hand_dir / "adapter"], work, log),
+        "by hand: xtuner convert merge": timed(
+            [*entry, "merge", built.base_model, hand_dir / "adapter", hand_dir / "merged",
+             "--device", "cpu"], work, log),
     }
-    recipe = timed([*snakemake, "--until", "merge"], work, log)
-    rest = timed(snakemake, work, log)
-    noop = timed(snakemake, work, log)
-    by_hand = sum(hand.values())
-    overhead = recipe / by_hand - 1
-    rows = [f"| by hand: {step} | {seconds:.1f} |" for step, seconds in hand.items()]
+    steps["by hand, total"] = sum(steps.values())
+    steps[RECIPE] = timed([*snakemake, "--until", "merge"], work, log)
+    steps["recipe overhead, % (target <= 10)"] = 100 * (steps[RECIPE] / steps["by hand, total"] - 1)
+    steps["the rest of the recipe (evaluate, report, publish)"] = timed(snakemake, work, log)
+    steps["no-op rerun of the whole recipe (target < 3 s)"] = timed(snakemake, work, log)
+    return steps, built
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="tiny-internlm2/lora_cpu")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="single rounds vary by several seconds: report each and the median")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "cpu-overhead.md"))
+    args = parser.parse_args()
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    rounds = []
+    for _ in range(args.rounds):
+        work = Path(tempfile.mkdtemp(prefix="xtuner-recipe-overhead-"))
+        steps, built = one_round(args.recipe, work)
+        rounds.append(steps)
+    names = " | ".join(f"round {i + 1}" for i in range(len(rounds)))
     lines = [
         "# Recipe overhead on a CPU against the same xtuner commands by hand",
         "",
         f"Measured {datetime.date.today()} with `python bench/cpu_overhead.py --recipe "
-        f"{args.recipe}` on {platform.processor() or platform.machine()}, {os.cpu_count()} "
-        f"cores ({iterations} iterations, {built.train.device}).",
+        f"{args.recipe} --rounds {args.rounds}` on {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores ({built.train.max_iters} iterations, {built.train.device}). "
+        "Seconds, except the overhead; each round in a fresh folder.",
         "",
-        "| step | seconds |",
-        "|---|---|",
-        *rows,
-        f"| **by hand, total** | **{by_hand:.1f}** |",
-        f"| the recipe: `snakemake --until merge` (train, hf_adapter, merge rules) | {recipe:.1f} |",
-        f"| **recipe overhead** (target <= 10 %) | **{100 * overhead:.1f} %** |",
-        f"| the rest of the recipe (evaluate, report, publish) | {rest:.1f} |",
-        f"| **no-op rerun** of the whole recipe (target < 3 s) | **{noop:.1f}** |",
-        "",
-        "Both sides start from the same base model, data and patched config (built first, "
-        "untimed); the commands and their output: the run's `commands.log`.",
-        "",
+        f"| step | {names} | median |",
+        "|---|" + "---|" * (len(rounds) + 1),
     ]
+    for step in rounds[0]:
+        values = [r[step] for r in rounds]
+        lines.append(f"| {step} | " + " | ".join(f"{v:.1f}" for v in values)
+                     + f" | **{statistics.median(values):.1f}** |")
+    lines += ["", "Both sides of a round start from the same base model, data and patched config "
+              "(built first, untimed); the commands and their output: each round's `commands.log`.",
+              ""]
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 
