@@ -1,5 +1,6 @@
-# xtuner-recipe: config.yaml + recipes/<name>.yaml -> assistant.json -> patched xtuner config
-#                -> iter_*.pth -> HF adapter -> merged model -> eval report -> published set
+# xtuner-recipe: config.yaml + recipes/<name>.yaml -> assistant.json -> tokenised set
+#                -> patched xtuner config -> iter_*.pth -> HF adapter -> merged model
+#                -> eval report -> published set
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -22,6 +23,7 @@ container: SETTINGS.config["container"]["image"]
 include: "rules/settings.smk"
 include: "rules/base_model.smk"
 include: "rules/data.smk"
+include: "rules/tokenized_data.smk"
 include: "rules/xtuner_config.smk"
 include: "rules/train.smk"
 include: "rules/convert.smk"

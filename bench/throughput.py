@@ -1,8 +1,9 @@
 """Stock against tuned xtuner settings, for QLoRA and LoRA, then the tuned settings on 1, 2 and 4 GPUs.
 
-Called by bench/throughput.sh on the GPU machine (after bench/gpu_setup.sh); the tuned settings come
-from bench/tuned_gpu.yaml. Every run trains the same packs of the tutorial's data (the recipe's own
-data and patched config, made by `snakemake <run>/config/xtuner_config.py`), started directly with
+Called by bench/throughput.sh on the GPU machine (after bench/gpu_setup.sh); the tuned settings are
+the train values of the tuned recipes, recipes/internlm2-chat-1_8b/{qlora,lora}_tuned.yaml. Every
+run trains the same packs of the tutorial's data (the recipe's own data, tokenised set and patched
+config, made by `snakemake <run>/config/xtuner_config.py`), started directly with
 `python -m xtuner_recipe.xtuner_entry train CFG --work-dir W --cfg-options ...`.
 
 Figures per run, from mmengine's scalars.json (log_interval 1):
@@ -46,6 +47,7 @@ sys.path.insert(0, str(REPO))
 from xtuner_recipe.report import tokens_seen  # noqa: E402
 from xtuner_recipe.train import read_scalars  # noqa: E402
 
+TUNED_RECIPES = "internlm2-chat-1_8b"  # <method>_tuned.yaml: the tuned GPU recipes
 WARMUP = 3                    # timed iterations dropped at the start (the last one is dropped too)
 PACKS_PER_STEP = 16           # stock: batch 1 x accumulation 16
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak, SXM parts
@@ -86,26 +88,22 @@ class Variant:
         return int(self.recipe.get("accumulative_counts") or 16)
 
 
-def tuned_settings(path, method):
-    """bench/tuned_gpu.yaml: shared `recipe` and `cfg_options`, then the method's own section."""
-    spec = yaml.safe_load(Path(path).read_text())
-    recipe = dict(spec.get("recipe") or {})
-    cfg = dict(spec.get("cfg_options") or {})
-    own = spec.get(method) or {}
-    recipe.update(own.get("recipe") or {})
-    cfg.update(own.get("cfg_options") or {})
-    return recipe, cfg
+def tuned_settings(method):
+    """The train values of the tuned recipe recipes/internlm2-chat-1_8b/<method>_tuned.yaml."""
+    recipe = yaml.safe_load((REPO / "recipes" / f"{TUNED_RECIPES}/{method}_tuned.yaml")
+                            .read_text(encoding="utf-8"))
+    return dict(recipe["train"]), {}
 
 
 def build_variants(args):
     variants = []
     for method in args.methods:
-        recipe, cfg = tuned_settings(args.tuned, method)
+        recipe, cfg = tuned_settings(method)
         variants.append(Variant(f"stock-{method}", method, {}, {}))
         variants.append(Variant(f"tuned-{method}", method, recipe, cfg))
     if args.extra:
         for spec in yaml.safe_load(Path(args.extra).read_text()):
-            recipe, cfg = tuned_settings(args.tuned, spec["method"]) if spec.get("base") == "tuned" \
+            recipe, cfg = tuned_settings(spec["method"]) if spec.get("base") == "tuned" \
                 else ({}, {})
             for key in spec.get("drop", []):
                 recipe.pop(key, None)
@@ -120,7 +118,7 @@ def build_variants(args):
         keep = set(args.only)
         variants = [v for v in variants if v.name in keep]
     for n in args.scaling:
-        recipe, cfg = tuned_settings(args.tuned, args.scaling_method)
+        recipe, cfg = tuned_settings(args.scaling_method)
         variants.append(Variant(f"scale-{n}gpu", args.scaling_method, recipe, cfg, gpus=n,
                                 launcher="pytorch", lane={1: 1, 2: 2}.get(n, 0)))
     return variants
@@ -474,7 +472,6 @@ def main(argv=None):
     p.add_argument("--model", required=True)
     p.add_argument("--results", required=True, help="scratch folder for configs, work dirs, logs")
     p.add_argument("--out", required=True)
-    p.add_argument("--tuned", default=str(REPO / "bench" / "tuned_gpu.yaml"))
     p.add_argument("--device", default="cuda")
     p.add_argument("--packs", type=int, default=128, help="2048-token packs per single-GPU run")
     p.add_argument("--warmup-ratio", type=float, default=0.125,

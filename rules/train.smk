@@ -1,6 +1,6 @@
 # xtuner train, in the attempt named by the hash of everything that decides the weights (config,
-# dataset, base model files, DeepSpeed JSON, world size): the same inputs resume or reuse their
-# attempt, other inputs train in a new one. The attempts are deliberately not outputs: Snakemake
+# tokenised dataset, base model files, DeepSpeed JSON, world size): the same inputs resume or
+# reuse their attempt, other inputs train in a new one. The attempts are deliberately not outputs: Snakemake
 # would delete them before a rerun. The outputs record which checkpoint is final and the scalars
 # of every segment. Under profiles/slurm this is one Slurm job of nodes x tasks_per_node tasks.
 rule train:
@@ -9,7 +9,8 @@ rule train:
         settings=LAYOUT.settings("train"),
         config=rules.xtuner_config.output.config,
         deepspeed=rules.xtuner_config.output.deepspeed,
-        dataset=rules.data.output.dataset,
+        effective=rules.xtuner_config.output.effective,
+        tokenized=rules.tokenized_data.output[0],
     output:
         final=LAYOUT.final,
         scalars=LAYOUT.scalars,
@@ -21,5 +22,6 @@ rule train:
         deepspeed=f"--deepspeed {LAYOUT.deepspeed_json}" if SETTINGS.deepspeed else "",
     shell:
         "python -m xtuner_recipe.train --settings {input.settings:q} --config {input.config:q}"
-        " --dataset {input.dataset:q} --final {output.final:q} --scalars {output.scalars:q}"
+        " --tokenized {input.tokenized:q} --effective {input.effective:q}"
+        " --final {output.final:q} --scalars {output.scalars:q}"
         " {params.deepspeed} > {log:q} 2>&1"

@@ -1,11 +1,11 @@
-# The patched xtuner config: the built-in config with the tutorial's edits, its diff against the
-# original, the values training will really use, and the DeepSpeed JSON when DeepSpeed is on.
+# The patched xtuner config: the built-in config with the tutorial's edits, training on the
+# tokenised set, its diff against the original, the values training will really use, and the
+# DeepSpeed JSON when DeepSpeed is on.
 rule xtuner_config:
     input:
         get_base_model_input,
         settings=LAYOUT.settings("xtuner_config"),
-        dataset=rules.data.output.dataset,
-        dataset_info=rules.data.output.info,
+        tokenized=rules.tokenized_data.output[0],
     output:
         config=LAYOUT.xtuner_config,
         diff=LAYOUT.xtuner_config_diff,
@@ -19,6 +19,6 @@ rule xtuner_config:
         ),
     shell:
         "python -m xtuner_recipe.xtuner_config --settings {input.settings:q}"
-        " --dataset {input.dataset:q} --dataset-info {input.dataset_info:q}"
+        " --tokenized {input.tokenized:q}"
         " --out {output.config:q} --diff {output.diff:q}"
         " --effective {output.effective:q} {params.deepspeed} > {log:q} 2>&1"

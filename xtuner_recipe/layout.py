@@ -20,6 +20,7 @@ from pathlib import Path
 # the published set: `publish` copies exactly these trees).
 ARTIFACTS = (
     "data/assistant.json",
+    "data/tokenized/summary.json",
     "config/xtuner_config.py",
     "config/xtuner_config.diff",
     "train/final_checkpoint.json",
@@ -112,6 +113,7 @@ class RunLayout:
     dataset = property(lambda self: self.path("data/assistant.json"))
     test_set = property(lambda self: self.path("data/test.json"))
     dataset_info = property(lambda self: self.path("data/dataset_info.json"))
+    tokenized = property(lambda self: self.path("data/tokenized"))
     xtuner_config = property(lambda self: self.path("config/xtuner_config.py"))
     xtuner_config_diff = property(lambda self: self.path("config/xtuner_config.diff"))
     effective = property(lambda self: self.path("config/effective.json"))

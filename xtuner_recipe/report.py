@@ -48,12 +48,18 @@ def training_summary(final, run, effective, scalars):
     if times and summary["tokens_seen"]:
         summary["tokens_per_s"] = round(summary["tokens_seen"] / final["iteration"]
                                         / summary["s_per_iter"])
-    if times and final["wall_time_s"]:
-        # what training spent outside its steps: model load, tokenising and packing, the sample
-        # chat, checkpoint saves, start-up of the launcher (the steps at the steady speed)
-        outside = max(0.0, final["wall_time_s"] - summary["s_per_iter"] * final["iteration"])
+    summary["training_samples"] = effective["samples"]
+    # the train rule's wall time when it trained the whole attempt in one go; else the attempt's
+    # segments (a resumed or reused attempt's rule did only part of the work)
+    one_go = final.get("trained_now") and final["segments"] == 1
+    wall = final["rule_wall_time_s"] if one_go else final["wall_time_s"]
+    summary["train_rule_wall_s" if one_go else "attempt_wall_s"] = wall
+    if times and wall:
+        # what the train step spent outside its iterations: hashing its inputs, start-up, model
+        # load, the sample chat, checkpoint saves (the steps at the steady speed)
+        outside = max(0.0, wall - summary["s_per_iter"] * final["iteration"])
         summary["outside_steps_s"] = round(outside, 1)
-        summary["outside_steps_share"] = round(outside / final["wall_time_s"], 3)
+        summary["outside_steps_share"] = round(outside / wall, 3)
     return summary
 
 

@@ -66,16 +66,30 @@ class ReplaySettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TokenizeSettings:
+    """rule tokenized_data: what the tokenised, packed training set depends on, and nothing else
+    (another learning rate or batch size does not tokenise again)."""
+    base_config: str
+    model_path: str
+    prompt_template: str
+    system: str | None
+    max_length: int | None
+    pack_to_max_length: bool | None
+    seed: int  # the shuffle before packing
+
+
+@dataclasses.dataclass(frozen=True)
 class PatchSettings:
     """rule xtuner_config: everything the patched xtuner config depends on."""
     base_config: str
     model_path: str
-    data_path: str
+    data_path: str  # the tokenised training set
     prompt_template: str
     system: str | None
     evaluation_inputs: list
     seed: int
     device: str
+    world_size: int  # train.sampler infinite turns epochs into iterations with it
     train: dict
     deepspeed_source: str | None
 
@@ -85,7 +99,6 @@ class TrainSettings:
     """rule train: how training is launched, what it must end at, and where its attempts (work
     dirs named by the hash of their inputs) live."""
     device: str
-    max_iters: int | None
     launcher: str
     nproc: int
     world_size: int
@@ -133,10 +146,11 @@ class ReportSettings:
     base_model: str
 
 
-STAGES = {"data": DataSettings, "xtuner_config": PatchSettings, "train": TrainSettings,
-          "convert": ConvertSettings, "evaluate": EvalSettings, "report": ReportSettings,
-          "replay": ReplaySettings}
-RUN_STAGES = ("data", "xtuner_config", "train", "convert", "evaluate", "report")
+STAGES = {"data": DataSettings, "tokenized_data": TokenizeSettings,
+          "xtuner_config": PatchSettings, "train": TrainSettings, "convert": ConvertSettings,
+          "evaluate": EvalSettings, "report": ReportSettings, "replay": ReplaySettings}
+RUN_STAGES = ("data", "tokenized_data", "xtuner_config", "train", "convert", "evaluate",
+              "report")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +164,7 @@ class Settings:
     deepspeed: bool
     slurm_resources: dict
     data: DataSettings
+    tokenized_data: TokenizeSettings
     xtuner_config: PatchSettings
     train: TrainSettings
     convert: ConvertSettings
@@ -253,6 +268,22 @@ def recipe_names(root):
     return sorted(str(p.relative_to(recipes).with_suffix("")) for p in recipes.rglob("*.yaml"))
 
 
+# A recipe name without a file of its own names a pair of device variants, <name>_gpu and
+# <name>_cpu: the GPU one when training will run on a GPU.
+DEVICE_VARIANTS = {"cuda": "_gpu", "cpu": "_cpu"}
+
+
+def recipe_variant(name, root, device):
+    """The recipe file `name` names: itself, or its variant for the device training will use
+    (train.device; auto asks the machine)."""
+    recipes = Path(root) / RECIPES
+    if not name or (recipes / f"{name}.yaml").is_file():
+        return name
+    if all((recipes / f"{name}{suffix}.yaml").is_file() for suffix in DEVICE_VARIANTS.values()):
+        return name + DEVICE_VARIANTS[launch.resolve_device(device)]
+    return name
+
+
 def load_recipe(name, root, schema):
     path = Path(root) / RECIPES / f"{name}.yaml"
     if not name or not path.is_file():
@@ -287,13 +318,16 @@ def resolve_config(user, root):
     schema = load_schema(root)
     user = coerce_to_schema(user, schema, schema)
     check_schema(user, schema)
-    recipe = load_recipe(user.get("recipe") or schema_defaults(schema)["recipe"], root, schema)
+    user_train = user.get("train") or {}
+    user["recipe"] = recipe_variant(user.get("recipe") or schema_defaults(schema)["recipe"], root,
+                                    user_train.get("device") or "auto")
+    recipe = load_recipe(user["recipe"], root, schema)
     builds = {k for k in ("tiny", "package") if (recipe.get("model") or {}).get(k)}
     if (user.get("model") or {}).get("path") and builds:
         raise ConfigError(f"config field model.path is set, but recipe {user.get('recipe')!r} "
                           "builds its own model; choose the recipe for your model, "
                           "e.g. recipe: internlm2-chat-1_8b/qlora (recipes/ lists them)")
-    _one_schedule(user.get("train") or {}, recipe.setdefault("train", {}))
+    _one_schedule(user_train, recipe.setdefault("train", {}))
     merged = overlay(overlay(schema_defaults(schema), recipe), user)
     check_schema(merged, schema)
     return merged
@@ -340,6 +374,10 @@ def train_values(config, device):
         raise ConfigError(
             "config field train.method = 'qlora': 4-bit QLoRA needs a CUDA GPU (bitsandbytes has "
             "no CPU 4-bit path in this stack); on CPU set train.method: lora (or full)")
+    if values["precision"] is not None and device != "cuda":
+        raise ConfigError(
+            f"config field train.precision = {values['precision']!r} applies to GPU training; on "
+            "CPU training is float32: set train.precision: null (a recipe's *_cpu variant does)")
     return values
 
 
@@ -391,17 +429,26 @@ DATASET_KEYS = ("path", "test_path", "test_size", "split_seed", "question_column
                 "answer_column", "system_column", "sheet", "text_field")
 
 
-def patch_settings(config, device, model_path, data_path, values=None):
-    """What the patched xtuner config depends on (the data format is added once data exists)."""
+def patch_settings(config, device, model_path, data_path, values=None, world_size=1):
+    """What the patched xtuner config depends on (the size of the tokenised set is added once
+    it exists)."""
     deepspeed_source = xtuner_catalog.deepspeed_source(config["train"]["deepspeed"])
     return PatchSettings(
         base_config=config["xtuner"]["base_config"], model_path=str(model_path),
         data_path=str(data_path), prompt_template=config["xtuner"]["prompt_template"],
         system=config["xtuner"]["system"],
         evaluation_inputs=config["train"]["evaluation_inputs"] or [],
-        seed=config["train"]["seed"], device=device,
+        seed=config["train"]["seed"], device=device, world_size=world_size,
         train=values if values is not None else train_values(config, device),
         deepspeed_source=str(deepspeed_source) if deepspeed_source else None)
+
+
+def tokenize_settings(config, model_path):
+    return TokenizeSettings(
+        base_config=config["xtuner"]["base_config"], model_path=str(model_path),
+        prompt_template=config["xtuner"]["prompt_template"], system=config["xtuner"]["system"],
+        max_length=config["train"]["max_length"],
+        pack_to_max_length=config["train"]["pack_to_max_length"], seed=config["train"]["seed"])
 
 
 def build(user, root, environ=None):
@@ -424,7 +471,8 @@ def build(user, root, environ=None):
     layout = RunLayout(config["results_dir"], run_name(config, base_model, values["method"], task))
     xt, assistant, ev = config["xtuner"], config["assistant"], config["eval"]
     own_data = bool(config["dataset"]["path"])
-    patch = patch_settings(config, device, base_model, layout.dataset, values)
+    world_size = 1 if launcher == "none" else processes
+    patch = patch_settings(config, device, base_model, layout.tokenized, values, world_size)
     identity = eval_sets.load("identity.yaml")
     pairs = assistant["pairs"] or [{"input": p["input"], "output": p["output"]}
                                    for p in identity["training"]]
@@ -441,9 +489,10 @@ def build(user, root, environ=None):
                           repeat=assistant["repeat"], format=assistant["format"],
                           replay_share=0.0 if task == "pretrain" else assistant["replay_share"],
                           **{k: config["dataset"][k] for k in DATASET_KEYS}),
+        tokenized_data=tokenize_settings(config, base_model),
         xtuner_config=patch,
-        train=TrainSettings(device=device, max_iters=values["max_iters"], launcher=launcher,
-                            nproc=processes, world_size=1 if launcher == "none" else processes,
+        train=TrainSettings(device=device, launcher=launcher, nproc=processes,
+                            world_size=world_size,
                             srun=slurm.train_srun(config["slurm"]), base_model=str(base_model),
                             attempts_dir=layout.attempts_dir),
         convert=ConvertSettings(base_model=str(base_model), method=values["method"],

@@ -3,12 +3,13 @@ torchrun, or under srun, check what it wrote, and record which checkpoint is the
 the loss/time scalars of every segment of the attempt.
 
 An attempt is named by the hash of everything that decides the weights: the patched config (seed,
-hyperparameters, paths), the dataset's bytes, the base model's files, the DeepSpeed JSON and the
+hyperparameters, paths), the tokenised training set's bytes, the base model's files, the DeepSpeed JSON and the
 world size. Its work dir is `attempts/<hash>/`: the same inputs resume there (or reuse a finished
 attempt without training), any other inputs train in their own folder, and nothing is moved or
 deleted.
 
-    python -m xtuner_recipe.train --settings settings/train.json --config CFG --dataset DATA
+    python -m xtuner_recipe.train --settings settings/train.json --config CFG
+        --tokenized data/tokenized --effective config/effective.json
         --final FINAL.json --scalars scalars.jsonl [--deepspeed DS.json]
 """
 
@@ -27,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from xtuner_recipe import manifest, preemption
+from xtuner_recipe import launch, manifest, preemption, tokenized_data
 from xtuner_recipe.messages import fail, log
 from xtuner_recipe.settings import read_stage
 
@@ -37,11 +38,11 @@ SEGMENTS = "segments.jsonl"  # one line per launch: start, end, exit status, res
 COMPLETE = "complete.json"  # written once the attempt reached its last iteration
 
 
-def attempt_inputs(config_path, dataset_path, base_model, deepspeed_path, world_size):
+def attempt_inputs(config_path, tokenized, base_model, deepspeed_path, world_size):
     """Everything that decides the trained weights, as hashes."""
     return {
         "xtuner_config": manifest.sha256_of(config_path),
-        "dataset": manifest.sha256_of(dataset_path),
+        "dataset": tokenized_data.digest(tokenized),
         "base_model": {name: entry["sha256"]
                        for name, entry in manifest.tree_hashes(base_model).items()},
         "deepspeed": manifest.sha256_of(deepspeed_path) if deepspeed_path else None,
@@ -157,11 +158,11 @@ def launch_env(launcher, deepspeed):
 
 
 def check_device(device):
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
+    # NVIDIA's driver, not torch: importing torch here would delay the launch by seconds
+    if device == "cuda" and not launch.NVIDIA_DRIVER.exists():
         fail("the config was patched for train.device = cuda, but this machine has no usable "
-             "GPU; run on a GPU node or set train.device: cpu")
+             f"GPU (no NVIDIA driver at {launch.NVIDIA_DRIVER}); run on a GPU node or set "
+             "train.device: cpu")
 
 
 def read_scalars(work_dir):
@@ -180,6 +181,14 @@ def read_scalars(work_dir):
 def devices(device):
     """What trained: the GPUs' names, or the CPU's model and core count."""
     if device == "cuda":
+        # nvidia-smi answers without the seconds of a torch import; it numbers the GPUs as
+        # CUDA_VISIBLE_DEVICES does when that holds indices
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+        result = subprocess.run(query + (["-i", visible] if visible else []),
+                                capture_output=True, text=True)
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip().splitlines()
         import torch
 
         return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -255,8 +264,8 @@ def train(run, args, work_dir, resume):
     if final is None:
         fail(f"xtuner train exited 0 but {work_dir} holds no checkpoint")
     iteration = checkpoint_iteration(final)
-    if run.max_iters is not None and iteration != run.max_iters:
-        fail(f"the last checkpoint is iteration {iteration}, expected {run.max_iters}")
+    if args.max_iters is not None and iteration != args.max_iters:
+        fail(f"the last checkpoint is iteration {iteration}, expected {args.max_iters}")
     finished = {"checkpoint": str(final), "iteration": iteration,
                 "devices": devices(run.device), "environment": manifest.environment(),
                 # Largest resident set of any process this segment started (one rank), in MB.
@@ -270,7 +279,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", required=True, help="settings/train.json")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--tokenized", required=True, help="the tokenized_data rule's folder")
+    parser.add_argument("--effective", required=True, help="config/effective.json")
     parser.add_argument("--final", required=True)
     parser.add_argument("--scalars", required=True)
     parser.add_argument("--deepspeed")
@@ -278,14 +288,18 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    started = time.time()
     args = parse_args(argv)
+    args.max_iters = json.loads(Path(args.effective).read_text())["max_iters"]
     run = read_stage(args.settings, "train")
     check_device(run.device)
-    inputs = attempt_inputs(args.config, args.dataset, run.base_model, args.deepspeed,
+    inputs = attempt_inputs(args.config, args.tokenized, run.base_model, args.deepspeed,
                             run.world_size)
+    log(f"inputs hashed in {time.time() - started:.1f} s")
     attempt = attempt_id(inputs)
     work_dir = Path(run.attempts_dir) / attempt
     finished, resume = prepare_attempt(work_dir, inputs)
+    reused = bool(finished)
     if finished:
         log(f"attempt {attempt} finished before (iteration {finished['iteration']}): reused, "
             "nothing trained")
@@ -306,6 +320,9 @@ def main(argv=None):
         "segments": len(segments),
         # every segment of the attempt, the interrupted ones included
         "wall_time_s": wall_time(segments),
+        # this rule's own time: hashing the inputs, launching, training, saving
+        "trained_now": not reused,
+        "rule_wall_time_s": round(time.time() - started, 1),
     }
     Path(args.scalars).write_text("".join(json.dumps(s, sort_keys=True) + "\n"
                                           for s in read_scalars(work_dir)))

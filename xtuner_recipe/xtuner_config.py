@@ -12,6 +12,7 @@ import difflib
 import json
 from pathlib import Path
 
+from xtuner_recipe import tokenized_data
 from xtuner_recipe.messages import ConfigError, fail, log
 
 
@@ -130,7 +131,13 @@ class SourceEdits:
 
     def set_item_kwarg(self, name, item_type, key, expr):
         """Set `key=expr` in a list item's dict(...): replace it, or add it at the end."""
-        call = self.list_item(name, item_type)
+        self._put(self.list_item(name, item_type), key, expr)
+
+    def put_kwarg(self, path, expr):
+        """Set `key=expr` in the dict(...) at a dotted path: replace it, or add it at the end."""
+        self._put(self.call_of(path[:-1]), path[-1], expr)
+
+    def _put(self, call, key, expr):
         for kw in call.keywords:
             if kw.arg == key:
                 self.edits.append((*self.span(kw.value), expr))
@@ -162,18 +169,24 @@ class SourceEdits:
 # Train keys written as the built-in config's top-level variable of the same name.
 CONFIG_VARIABLES = ("max_length", "pack_to_max_length", "batch_size", "accumulative_counts", "lr",
                     "warmup_ratio", "save_steps", "save_total_limit", "evaluation_freq")
+# Speed levers (bench/results/throughput-h100.md measures each): their paths in the config.
+LEVERS = {"attn_implementation": ("model", "llm", "attn_implementation"),
+          "activation_checkpointing": ("model", "use_activation_checkpointing"),
+          "fused_optimizer": ("optim_wrapper", "optimizer", "fused")}
 # Every train hyperparameter the recipe can set (schema: train.*); None keeps the built-in value.
 TRAIN_KEYS = ("method", *CONFIG_VARIABLES, "max_epochs", "max_iters", "lora_r", "lora_alpha",
-              "log_interval", "evaluation_max_new_tokens")
+              "log_interval", "evaluation_max_new_tokens", *LEVERS, "sampler", "precision")
+# train.precision -> (torch dtype, AmpOptimWrapper dtype, DeepSpeed section that is enabled)
+PRECISIONS = {"bf16": ("torch.bfloat16", "bfloat16", "bf16"),
+              "fp16": ("torch.float16", "float16", "fp16")}
 
 
 def _literal(value):
     return repr(value)
 
 
-def set_model_and_data(src, plan):
-    """Point the config at the local model and the run's JSON dataset (instead of the hub)."""
-    src.set_var("pretrained_model_name_or_path", _literal(plan["model_path"]))
+def dataset_var(src):
+    """The top-level name of the training set's dict(type=process_hf_dataset, ...)."""
     dataset_name = src.keyword(src.call_of(("train_dataloader",)), "dataset",
                                ("train_dataloader", "dataset")).value
     if not isinstance(dataset_name, ast.Name):
@@ -182,21 +195,33 @@ def set_model_and_data(src, plan):
     if src.keyword(src.call_of((dataset,)), "type", (dataset, "type")).value.id != \
             "process_hf_dataset":
         raise src.unsupported(f"`{dataset}` is not built by process_hf_dataset")
+    return dataset
+
+
+def set_model(src, model_path):
+    """Point the config at the local model (instead of the hub)."""
+    src.set_var("pretrained_model_name_or_path", _literal(model_path))
+
+
+def set_raw_data(src, data_path, data_format):
+    """The run's JSON records through xtuner's own map function and prompt template (what the
+    tokenized_data rule runs; training then loads its result)."""
+    dataset = dataset_var(src)
     hf_path = src.keyword(src.call_of((dataset, "dataset")), "path", (dataset, "dataset", "path"))
     if isinstance(hf_path.value, ast.Name) and src.has_var(hf_path.value.id):
         data_var = hf_path.value.id
-        src.set_var(data_var, _literal(plan["data_path"]))
+        src.set_var(data_var, _literal(data_path))
     else:
         data_var = "data_path"
         src.insert_after_var("pretrained_model_name_or_path",
-                             f"data_path = {_literal(plan['data_path'])}\n")
+                             f"data_path = {_literal(data_path)}\n")
     src.add_import("from datasets import load_dataset")
     src.set_kwarg((dataset, "dataset"),
                   f"dict(type=load_dataset, path='json', data_files=dict(train={data_var}))")
-    if plan["data_format"] == "messages":
+    if data_format == "messages":
         src.add_import("from xtuner.dataset.map_fns import openai_map_fn")
         src.set_kwarg((dataset, "dataset_map_fn"), "openai_map_fn")
-    elif plan["data_format"] == "text":
+    elif data_format == "text":
         # incremental pre-training, as xtuner's *_custom_pretrain_* configs: plain text, no
         # prompt template, no end-of-turn token
         src.add_import("from xtuner.dataset.map_fns import pretrain_map_fn")
@@ -206,6 +231,44 @@ def set_model_and_data(src, plan):
         src.set_kwarg((dataset, "dataset_map_fn"), "None")
 
 
+def set_tokenized_data(src, tokenized_path):
+    """Train on the tokenised, packed set the tokenized_data rule saved, loaded as it is (the way
+    xtuner's own process_untokenized_datasets tool rewrites a config)."""
+    src.add_import("from datasets import load_from_disk")
+    src.set_var(dataset_var(src), (
+        "dict(\n"
+        "    type=process_hf_dataset,\n"
+        f"    dataset=dict(type=load_from_disk, dataset_path={_literal(tokenized_path)}),\n"
+        "    do_dataset_tokenization=False,\n"
+        "    dataset_map_fn=None,\n"
+        "    template_map_fn=None,\n"
+        "    split=None,\n"
+        "    pack_to_max_length=False,\n"
+        "    input_ids_with_output=False,\n"
+        "    # what is left is adding each pack's length: worker processes cost more than that\n"
+        "    map_num_proc=1,\n"
+        ")"))
+
+
+def set_data_shape(src, train):
+    for key in ("max_length", "pack_to_max_length"):
+        if train[key] is not None:
+            src.set_var(key, _literal(train[key]))
+
+
+def data_source(original, plan, data_path, data_format):
+    """The built-in config with the edits that decide the tokenised training set (model,
+    records, template, system, max_length, packing): what the tokenized_data rule builds."""
+    src = SourceEdits(original, plan["base_config"])
+    set_model(src, plan["model_path"])
+    set_raw_data(src, data_path, data_format)
+    src.set_var("prompt_template", f"PROMPT_TEMPLATE.{plan['prompt_template']}")
+    if plan.get("system") is not None:
+        src.set_var("SYSTEM", _literal(plan["system"]))
+    set_data_shape(src, plan)
+    return src.result()
+
+
 def set_prompting(src, plan):
     src.set_var("prompt_template", f"PROMPT_TEMPLATE.{plan['prompt_template']}")
     src.set_var("evaluation_inputs", _literal(list(plan["evaluation_inputs"])))
@@ -213,7 +276,8 @@ def set_prompting(src, plan):
         src.set_var("SYSTEM", _literal(plan["system"]))
 
 
-def set_hyperparameters(src, train):
+def set_hyperparameters(src, train, samples, world_size):
+    """The train values; `samples`: packs (or records) in the tokenised training set."""
     for key in CONFIG_VARIABLES:
         if train[key] is not None:
             src.set_var(key, _literal(train[key]))
@@ -226,11 +290,20 @@ def set_hyperparameters(src, train):
     if train["max_epochs"] is not None:
         src.set_var("max_epochs", _literal(train["max_epochs"]))
     if train["max_iters"] is not None:
+        iterations = f"max_iters = {train['max_iters']}\n"
+    elif train["sampler"] == "infinite":
+        # the infinite sampler has no epochs: the epochs become iterations over the tokenised set
+        iterations = (f"samples = {samples}  # in the tokenised training set\n"
+                      f"world_size = {world_size}\n"
+                      "max_iters = -(-max_epochs * samples // (batch_size * world_size))\n")
+    else:
+        iterations = None
+    if iterations:
         # Iteration-based training needs an iteration-based schedule: the stock one is derived
         # from epochs and would end its warm-up at iteration 0 or 1. mmengine's LinearLR steps
         # end - begin - 1 times, so a one-iteration warm-up never leaves its start factor (the
         # rate stays ~0 for the whole run): below two iterations there is no warm-up.
-        src.insert_after_var("warmup_ratio", f"max_iters = {train['max_iters']}\n"
+        src.insert_after_var("warmup_ratio", iterations +
                              "warmup_iters = int(warmup_ratio * max_iters)\n"
                              "warmup_iters = warmup_iters if warmup_iters >= 2 else 0\n")
         src.replace_kwarg(("train_cfg", "max_epochs"), "max_iters=max_iters")
@@ -265,6 +338,27 @@ def set_method(src, plan):
         src.set_kwarg(("model", "lora", "lora_alpha"), _literal(train["lora_alpha"]))
 
 
+def set_speed_levers(src, train):
+    """Attention kernel, activation checkpointing, fused AdamW, the sampler and the GPU precision
+    (bench/results/throughput-h100.md measures each)."""
+    for key, path in LEVERS.items():
+        if train[key] is not None:
+            src.put_kwarg(path, _literal(train[key]))
+    if train["sampler"] == "infinite":
+        # mmengine's default sampler ends an epoch with time.sleep(2) (every 8 iterations of
+        # the tutorial's data on 4 GPUs); the infinite one reshuffles without stopping
+        src.add_import("from mmengine.dataset import InfiniteSampler")
+        src.set_kwarg(("train_dataloader", "sampler", "type"), "InfiniteSampler")
+    if train["precision"] is not None:
+        torch_dtype, amp_dtype, _ = PRECISIONS[train["precision"]]
+        src.set_kwarg(("model", "llm", "torch_dtype"), torch_dtype)
+        if src.has_kwarg(("model", "llm", "quantization_config", "bnb_4bit_compute_dtype")):
+            src.set_kwarg(("model", "llm", "quantization_config", "bnb_4bit_compute_dtype"),
+                          torch_dtype)
+        if src.has_kwarg(("optim_wrapper", "dtype")):
+            src.set_kwarg(("optim_wrapper", "dtype"), _literal(amp_dtype))
+
+
 def set_cpu_training(src):
     """CPU: no AMP (mmengine refuses it off GPU), float32 weights, gloo instead of nccl, and a
     DDP wrapper without device_ids for multi-process runs."""
@@ -289,13 +383,15 @@ def save_on_signal(src):
 
 
 def patch_source(original, plan):
-    """Apply a patch plan (PatchSettings plus the data format) to the text of a built-in config;
-    return the new text."""
+    """Apply a patch plan (PatchSettings plus the tokenised set's `samples`) to the text of a
+    built-in config; return the new text."""
     src = SourceEdits(original, plan["base_config"])
-    set_model_and_data(src, plan)
+    set_model(src, plan["model_path"])
+    set_tokenized_data(src, tokenized_data.saved_set(plan["data_path"]))
     set_prompting(src, plan)
-    set_hyperparameters(src, plan["train"])
+    set_hyperparameters(src, plan["train"], plan["samples"], plan["world_size"])
     set_method(src, plan)
+    set_speed_levers(src, plan["train"])
     src.set_kwarg(("randomness", "seed"), _literal(plan["seed"]))
     save_on_signal(src)
     if plan["device"] == "cpu":
@@ -311,7 +407,7 @@ def check_patched(path, plan):
     train = plan["train"]
     found = {
         "pretrained_model_name_or_path": cfg.pretrained_model_name_or_path,
-        "data_files": cfg.train_dataloader.dataset.dataset.data_files["train"],
+        "data": cfg.train_dataloader.dataset.dataset.dataset_path,
         "quantized": "quantization_config" in cfg.model.llm,
         "lora": "lora" in cfg.model,
         "seed": cfg.randomness.seed,
@@ -321,7 +417,7 @@ def check_patched(path, plan):
     }
     expected = {
         "pretrained_model_name_or_path": plan["model_path"],
-        "data_files": plan["data_path"],
+        "data": tokenized_data.saved_set(plan["data_path"]),
         "quantized": train["method"] == "qlora",
         "lora": train["method"] != "full",
         "seed": plan["seed"],
@@ -332,6 +428,16 @@ def check_patched(path, plan):
     for key in ("lr", "batch_size", "max_length"):
         if train[key] is not None:
             found[key], expected[key] = cfg[key], train[key]
+    for key, path in LEVERS.items():
+        if train[key] is not None:
+            value = cfg
+            for part in path:
+                value = value[part]
+            found[key], expected[key] = value, train[key]
+    if train["sampler"] is not None:
+        found["sampler"] = str(dict.__getitem__(cfg.train_dataloader.sampler, "type"))
+        expected["sampler"] = ("InfiniteSampler" if train["sampler"] == "infinite"
+                               else found["sampler"])
     wrong = {k: (found[k], expected[k]) for k in expected if found[k] != expected[k]}
     if wrong:
         raise RuntimeError(f"patched config {path} does not read back as planned: {wrong}")
@@ -355,6 +461,7 @@ def write_patched_config(original_path, out_path, diff_path, effective_path, pla
         "lr": cfg.optim_wrapper.optimizer.lr,
         "max_iters": cfg.train_cfg.get("max_iters"),
         "max_epochs": cfg.train_cfg.get("max_epochs"),
+        "samples": plan["samples"],
     }
     diff = difflib.unified_diff(
         original.splitlines(keepends=True), patched.splitlines(keepends=True),
@@ -364,9 +471,14 @@ def write_patched_config(original_path, out_path, diff_path, effective_path, pla
     return effective
 
 
-def write_deepspeed_config(source, out_path, device):
-    """Copy the chosen DeepSpeed JSON; on CPU turn fp16/bf16 off ('auto' turns fp16 on there)."""
+def write_deepspeed_config(source, out_path, device, precision=None):
+    """Copy the chosen DeepSpeed JSON; on CPU turn fp16/bf16 off ('auto' turns fp16 on there); on
+    a GPU train.precision picks the one enabled (else xtuner's 'auto': bf16 where supported)."""
     ds = json.loads(Path(source).read_text())
+    if device != "cpu" and precision is not None:
+        enabled = PRECISIONS[precision][2]
+        for key in ("fp16", "bf16"):
+            ds.setdefault(key, {})["enabled"] = key == enabled
     if device == "cpu":
         for key in ("fp16", "bf16"):
             ds.setdefault(key, {})["enabled"] = False
@@ -383,30 +495,27 @@ def main(argv=None):
     import argparse
     import dataclasses
 
-    from xtuner_recipe import preflight, settings, use_runtime_env, xtuner_catalog
+    from xtuner_recipe import settings, xtuner_catalog
 
     parser = argparse.ArgumentParser(description="Write the patched xtuner config of a run.")
     parser.add_argument("--settings", required=True, help="settings/xtuner_config.json")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--dataset-info", required=True)
+    parser.add_argument("--tokenized", required=True, help="the tokenized_data rule's folder")
     parser.add_argument("--out", required=True)
     parser.add_argument("--diff", required=True)
     parser.add_argument("--effective", required=True)
     parser.add_argument("--deepspeed-out")
     args = parser.parse_args(argv)
     plan = dataclasses.asdict(settings.read_stage(args.settings, "xtuner_config"))
-    plan["data_format"] = json.loads(Path(args.dataset_info).read_text())["format"]
-    use_runtime_env()
+    plan["samples"] = tokenized_data.read_summary(args.tokenized)["samples"]
     try:
-        tokenizer = preflight.load_tokenizer(plan["model_path"], plan["prompt_template"])
         effective = write_patched_config(xtuner_catalog.check_base_config(plan["base_config"]),
                                          args.out, args.diff, args.effective, plan)
-        records = json.loads(Path(args.dataset).read_text(encoding="utf-8"))
-        longest = preflight.check_max_length(tokenizer, plan["prompt_template"], records,
-                                             effective["max_length"])
-        log(f"longest record: {longest} tokens (max_length {effective['max_length']})")
+        log(f"{effective['max_iters'] or effective['max_epochs']} "
+            f"{'iterations' if effective['max_iters'] else 'epochs'} over "
+            f"{plan['samples']} training samples")
         if args.deepspeed_out:
-            write_deepspeed_config(plan["deepspeed_source"], args.deepspeed_out, plan["device"])
+            write_deepspeed_config(plan["deepspeed_source"], args.deepspeed_out, plan["device"],
+                                   plan["train"]["precision"])
     except ConfigError as error:
         fail(error)
 

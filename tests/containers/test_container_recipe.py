@@ -51,7 +51,8 @@ RUN = OVERRIDES["run_name"]
 # and mixes in no replay answers, and `all` makes no bundle
 TINY_RECIPE_RULES = {rule: module for rule, module in rule_commands().items()
                      if rule not in ("packaged_model", "replay", "bundle")}
-COMPARED = ["data/assistant.json", "config/xtuner_config.py", "settings/xtuner_config.json"]
+COMPARED = ["data/assistant.json", "data/tokenized/dataset/data-00000-of-00001.arrow",
+            "config/xtuner_config.py", "settings/xtuner_config.json"]
 
 
 def _record(key: str, value: float) -> None:

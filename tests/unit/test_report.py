@@ -55,6 +55,7 @@ def final_record(iteration=160, world_size=2):
     return {"checkpoint": f"/w/iter_{iteration}.pth", "iteration": iteration,
             "deepspeed": False, "launcher": "pytorch", "world_size": world_size,
             "resumed_from": [], "segments": 1, "wall_time_s": 100.0,
+            "trained_now": True, "rule_wall_time_s": 110.0,
             "peak_host_rss_mb": 1234.5, "attempt": "0123456789abcdef",
             "inputs": {"xtuner_config": "c" * 64, "dataset": "d" * 64,
                        "base_model": {"config.json": "e" * 64}, "deepspeed": None,
@@ -70,7 +71,8 @@ def plan_with(pack, batch_size=2, max_length=128):
     run = ReportSettings(task="identity", run_name="r", recipe="tiny-internlm2/lora_cpu", method="lora",
                          device="cpu", base_model="models/tiny")
     return run, {"pack_to_max_length": pack, "batch_size": batch_size, "max_length": max_length,
-                 "accumulative_counts": 4, "lr": 1e-3, "max_iters": 160, "max_epochs": None}
+                 "accumulative_counts": 4, "lr": 1e-3, "max_iters": 160, "max_epochs": None,
+                 "samples": 321}
 
 
 def test_summary_for_packed_training():
@@ -86,7 +88,19 @@ def test_summary_for_packed_training():
     assert summary["method"] == "lora" and summary["device"] == "cpu"
     assert summary["launcher"] == "pytorch" and summary["deepspeed_checkpoint"] is False
     assert summary["peak_host_rss_mb"] == 1234.5
-    # 100 s of wall time, 160 steps at 0.6 s: 4 s outside the steps (start-up, tokenising, ...)
+    assert summary["training_samples"] == 321
+    # the rule's 110 s, 160 steps at 0.6 s: 14 s outside the steps (hashing, start-up, saves)
+    assert summary["train_rule_wall_s"] == 110.0
+    assert summary["outside_steps_s"] == pytest.approx(14.0)
+    assert summary["outside_steps_share"] == pytest.approx(14 / 110, abs=1e-3)
+
+
+@pytest.mark.parametrize("change", [{"segments": 2}, {"trained_now": False}])
+def test_a_resumed_or_reused_attempt_is_measured_by_its_segments(change):
+    """Its rule did only part of the work: the share comes from the attempt's own segments."""
+    scalars = [entry(5, 3.0, time=9.0), entry(10, 2.0, time=0.5), entry(15, 1.0, time=0.7)]
+    summary = training_summary({**final_record(160, 2), **change}, *plan_with(True), scalars)
+    assert "train_rule_wall_s" not in summary and summary["attempt_wall_s"] == 100.0
     assert summary["outside_steps_s"] == pytest.approx(4.0)
     assert summary["outside_steps_share"] == pytest.approx(0.04)
 

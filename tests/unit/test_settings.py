@@ -180,7 +180,40 @@ def test_every_recipe_is_valid_and_resolves():
 def test_config_yaml_names_the_default_recipe():
     config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
     assert config["recipe"] == settings.schema_defaults(settings.load_schema(REPO))["recipe"]
-    assert config["recipe"] in settings.recipe_names(REPO)
+    names = settings.recipe_names(REPO)
+    assert {f"{config['recipe']}_gpu", f"{config['recipe']}_cpu"} <= set(names)
+
+
+@pytest.mark.parametrize("device, gpu_present, chosen", [
+    ("auto", True, "lora_gpu"), ("auto", False, "lora_cpu"), ("cpu", True, "lora_cpu"),
+    ("cuda", False, "lora_gpu")])
+def test_a_recipe_with_device_variants_picks_the_one_training_runs_on(
+        monkeypatch, tmp_path, device, gpu_present, chosen):
+    """The default recipe is the GPU one where a GPU is present: NVIDIA's driver, then torch."""
+    driver = tmp_path / "nvidia"
+    if gpu_present:
+        driver.mkdir()
+    monkeypatch.setattr(launch, "NVIDIA_DRIVER", driver)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu_present)
+    config = settings.resolve_config({"recipe": "smollm2-135m-instruct/lora",
+                                      "train": {"device": device}}, REPO)
+    assert config["recipe"] == f"smollm2-135m-instruct/{chosen}"
+    tuned = config["train"]["precision"] == "bf16"
+    assert tuned == (chosen == "lora_gpu")
+    # the two variants train the same: the same data, model and schedule
+    gpu, cpu = (settings.load_recipe(f"smollm2-135m-instruct/{v}", REPO,
+                                     settings.load_schema(REPO)) for v in ("lora_gpu", "lora_cpu"))
+    assert {k: v for k, v in gpu["train"].items() if k in cpu["train"]} == cpu["train"]
+    assert (gpu["model"], gpu["assistant"]) == (cpu["model"], cpu["assistant"])
+
+
+def test_a_gpu_recipe_named_on_a_cpu_is_refused_naming_the_fix():
+    config = settings.resolve_config({"recipe": "smollm2-135m-instruct/lora_gpu",
+                                      "train": {"device": "cpu"}}, REPO)
+    with pytest.raises(ConfigError, match="train.precision = 'bf16'.*_cpu variant"):
+        settings.train_values(config, "cpu")
 
 
 @pytest.mark.parametrize("launcher, nproc, tasks, world", [

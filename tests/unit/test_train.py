@@ -21,8 +21,10 @@ def inputs(tmp_path):
     """The files an attempt's hash is computed from."""
     config = tmp_path / "xtuner_config.py"
     config.write_text("lr = 0.001\n")
-    data = tmp_path / "assistant.json"
-    data.write_text('[{"conversation": [{"input": "hi", "output": "Ada"}]}]\n')
+    data = tmp_path / "tokenized"  # the tokenized_data rule's folder
+    (data / "dataset").mkdir(parents=True)
+    (data / "dataset" / "data-00000-of-00001.arrow").write_bytes(b"packs of Ada")
+    (data / "dataset" / "state.json").write_text('{"_fingerprint": "a1"}\n')
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}\n")
@@ -33,7 +35,7 @@ def inputs(tmp_path):
 
 
 def run_for(launcher="none", nproc=1, srun="srun"):
-    return TrainSettings(device="cpu", max_iters=160, launcher=launcher, nproc=nproc,
+    return TrainSettings(device="cpu", launcher=launcher, nproc=nproc,
                          world_size=1 if launcher == "none" else nproc, srun=srun,
                          base_model="model", attempts_dir="attempts")
 
@@ -61,7 +63,7 @@ def test_any_input_that_decides_the_weights_names_another_attempt(inputs, change
     if change == "config":
         config.write_text("lr = 0.002\n")
     elif change == "dataset":  # e.g. a new owner name, or another assistant.repeat
-        data.write_text('[{"conversation": [{"input": "hi", "output": "Bob"}]}]\n')
+        (data / "dataset" / "data-00000-of-00001.arrow").write_bytes(b"packs of Bob")
     elif change == "model weights":
         (model / "model.safetensors").write_bytes(b"other weights")
     elif change == "model file added":
@@ -71,6 +73,14 @@ def test_any_input_that_decides_the_weights_names_another_attempt(inputs, change
     else:
         world_size = 2
     assert identity(config, data, model, ds, world_size) != before
+
+
+def test_the_saved_sets_bookkeeping_does_not_decide_the_attempt(inputs):
+    """datasets' state file holds fingerprints that need not repeat: only the data counts."""
+    config, data, model, ds = inputs
+    before = identity(config, data, model, ds)
+    (data / "dataset" / "state.json").write_text('{"_fingerprint": "b2"}\n')
+    assert identity(config, data, model, ds) == before
 
 
 def test_returning_to_earlier_inputs_names_the_earlier_attempt(inputs):

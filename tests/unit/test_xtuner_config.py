@@ -23,6 +23,8 @@ from xtuner_recipe.xtuner_config import TRAIN_KEYS, SourceEdits
 BASE = "internlm2_chat_1_8b_qlora_alpaca_e3"
 MODEL = "/models/internlm2-chat-1_8b"
 DATA = "/runs/demo/data/assistant.json"
+TOKENIZED = "/runs/demo/data/tokenized"
+SAMPLES = 123  # packs in the tokenised training set
 
 
 def raw(mapping, key):
@@ -41,10 +43,20 @@ def load_config(**user):
     return settings.resolve_config({**config, "recipe": "tiny-internlm2/lora_cpu", **user}, REPO)
 
 
-def make_plan(config, device, data_format="conversation", model_path=MODEL):
-    plan = dataclasses.asdict(settings.patch_settings(config, device, model_path, DATA))
-    plan["data_format"] = data_format
+def make_plan(config, device, model_path=MODEL, world_size=1):
+    plan = dataclasses.asdict(settings.patch_settings(config, device, model_path, TOKENIZED,
+                                                      world_size=world_size))
+    plan["samples"] = SAMPLES
     return plan
+
+
+def data_config(tmp_path, original, config, data_format="conversation"):
+    """The config the tokenized_data rule builds its set from, loaded."""
+    plan = dataclasses.asdict(settings.tokenize_settings(config, MODEL))
+    out = tmp_path / "source_config.py"
+    out.write_text(xtuner_config.data_source(Path(original).read_text(encoding="utf-8"), plan,
+                                             DATA, data_format), encoding="utf-8")
+    return out.read_text(encoding="utf-8"), Config.fromfile(str(out))
 
 
 @pytest.fixture(scope="module")
@@ -100,16 +112,17 @@ def cuda_real(original, tmp_path_factory):
 # default config, cpu
 
 
-def test_cpu_patch_sets_model_and_local_json_data(cpu_default):
+def test_cpu_patch_sets_model_and_the_tokenised_data(cpu_default):
+    """Training loads the tokenized_data rule's set as it is (xtuner's own pre-tokenised way)."""
     cfg, plan = cpu_default["cfg"], cpu_default["plan"]
     assert cfg.pretrained_model_name_or_path == MODEL
     assert cfg.model.llm.pretrained_model_name_or_path == MODEL
     assert cfg.tokenizer.pretrained_model_name_or_path == MODEL
-    hf = cfg.train_dataloader.dataset.dataset
-    assert str(raw(hf, "type")) == "load_dataset"
-    assert hf.path == "json"
-    assert hf.data_files == {"train": DATA}
-    assert raw(cfg.train_dataloader.dataset, "dataset_map_fn") is None
+    dataset = cfg.train_dataloader.dataset
+    assert str(raw(dataset.dataset, "type")) == "load_from_disk"
+    assert dataset.dataset.dataset_path == f"{TOKENIZED}/dataset"
+    assert dataset.do_dataset_tokenization is False and dataset.pack_to_max_length is False
+    assert raw(dataset, "dataset_map_fn") is None and raw(dataset, "template_map_fn") is None
     assert cfg.randomness.seed == plan["seed"] == cpu_default["config"]["train"]["seed"]
     assert cfg.evaluation_inputs == cpu_default["config"]["train"]["evaluation_inputs"]
 
@@ -178,7 +191,10 @@ def test_cpu_patch_keeps_comments_and_untouched_lines(cpu_default, original_text
         r"type=BitsAndBytesConfig|type=AmpOptimWrapper|loss_scale=|dtype=\"float16\"|"
         r"param_scheduler = |by_epoch=True|begin=|end=|convert_to_iter_based|start_factor=|"
         r"eta_min=|type=LinearLR|type=CosineAnnealingLR|^train_cfg = |interval=10\)|"
-        r"^randomness = |backend=\"nccl\"|^\s*[\)\]],?\s*$|^\s*dict\($")
+        r"^randomness = |backend=\"nccl\"|^\s*[\)\]],?\s*$|^\s*dict\($|"
+        # the dataset dict, replaced by the tokenised set's
+        r"^alpaca_en = |^    (tokenizer|max_length|remove_unused_columns|shuffle_before_pack|"
+        r"pack_to_max_length|use_varlen_attn|template_map_fn)=")
     untouched = [line for line in original_lines if not edited.search(line)]
     assert len(untouched) > 150
     missing = [line for line in untouched if line not in patched]
@@ -199,11 +215,10 @@ def test_write_patched_config_writes_diff_and_plan_with_effective_values(cpu_def
     assert lines[2].startswith("@@ -")
     assert f"+pretrained_model_name_or_path = {MODEL!r}" in lines
     assert '-pretrained_model_name_or_path = "internlm/internlm2-chat-1_8b"' in lines
-    assert "+    dataset_map_fn=None," in lines
+    assert "+    do_dataset_tokenization=False," in lines
     plan = cpu_default["plan"]
     assert plan["base_config"] == BASE and plan["device"] == "cpu"
-    assert plan["model_path"] == MODEL and plan["data_path"] == DATA
-    assert plan["data_format"] == "conversation"
+    assert plan["model_path"] == MODEL and plan["data_path"] == TOKENIZED
     effective = json.loads((folder / "effective.json").read_text(encoding="utf-8"))
     assert effective == {
         "max_length": cfg.max_length,
@@ -213,6 +228,7 @@ def test_write_patched_config_writes_diff_and_plan_with_effective_values(cpu_def
         "lr": cfg.optim_wrapper.optimizer.lr,
         "max_iters": cfg.train_cfg.max_iters,
         "max_epochs": None,
+        "samples": SAMPLES,
     }
     preset = cpu_default["values"]
     assert effective["max_iters"] == preset["max_iters"]
@@ -244,47 +260,47 @@ def test_cuda_qlora_keeps_quantization_and_amp(cuda_real):
     assert cfg.env_cfg.dist_cfg == {"backend": "nccl"}
     assert "model_wrapper_cfg" not in cfg
     assert cfg.train_cfg.max_epochs == 3 and "max_iters" not in cfg.train_cfg
-    assert cfg.train_dataloader.dataset.dataset.data_files == {"train": DATA}
+    assert cfg.train_dataloader.dataset.dataset.dataset_path == f"{TOKENIZED}/dataset"
     assert cfg.randomness.seed == cuda_real["config"]["train"]["seed"]
 
 
 def test_cuda_base_values_diff_touches_only_the_tutorial_edits(cuda_real, original_text):
+    """With every train key null only the model, the data (the tokenised set), the sample-chat
+    prompts and the seed change, plus the recipe's save-on-signal hook."""
     original_lines = original_text.splitlines(keepends=True)
-    # beside the tutorial's edits, the recipe adds its save-on-signal hook (an import, a trailer)
-    added = ["from xtuner_recipe.preemption import SaveCheckpointOnSignal\n", "\n",
-             "# xtuner-recipe: on SIGTERM or SIGUSR1 save a checkpoint and stop; a rerun resumes "
-             "there\n", "custom_hooks.append(dict(type=SaveCheckpointOnSignal))\n"]
     patched_lines = cuda_real["text"].splitlines(keepends=True)
-    assert patched_lines[-3:] == added[1:] and added[0] in patched_lines
-    patched_lines = [line for line in patched_lines[:-3] if line != added[0]]
-    assert len(patched_lines) == len(original_lines)
-    changed = [(a, b) for a, b in zip(original_lines, patched_lines) if a != b]
-    old = [a for a, _ in changed]
-    new = [b for _, b in changed]
-    assert old == [
+    removed, added = [], []
+    for op, a1, a2, b1, b2 in difflib.SequenceMatcher(None, original_lines, patched_lines,
+                                                      autojunk=False).get_opcodes():
+        if op != "equal":
+            removed += original_lines[a1:a2]
+            added += patched_lines[b1:b2]
+    dataset_block = {line + "\n" for line in
+                     original_text.split("alpaca_en = dict(\n")[1].split("\n)\n")[0].split("\n")}
+    assert [line for line in removed if line not in dataset_block] == [
         'pretrained_model_name_or_path = "internlm/internlm2-chat-1_8b"\n',
-        'alpaca_en_path = "tatsu-lab/alpaca"\n',
         'evaluation_inputs = ["请给我介绍五个上海的景点", "Please tell me five scenic spots in Shanghai"]\n',
-        "    dataset=dict(type=load_dataset, path=alpaca_en_path),\n",
-        "    dataset_map_fn=alpaca_map_fn,\n",
         "randomness = dict(seed=None, deterministic=False)\n",
     ]
+    assert "    dataset_map_fn=alpaca_map_fn,\n" in removed
     inputs = cuda_real["config"]["train"]["evaluation_inputs"]
-    assert new == [
-        f"pretrained_model_name_or_path = {MODEL!r}\n",
-        f"alpaca_en_path = {DATA!r}\n",
-        f"evaluation_inputs = {inputs!r}\n",
-        "    dataset=dict(type=load_dataset, path='json', data_files=dict(train=alpaca_en_path)),\n",
-        "    dataset_map_fn=None,\n",
-        f"randomness = dict(seed={cuda_real['config']['train']['seed']}, deterministic=False)\n",
-    ]
+    seed = cuda_real["config"]["train"]["seed"]
+    assert sorted(added[:2]) == ["from datasets import load_from_disk\n",
+                                 "from xtuner_recipe.preemption import SaveCheckpointOnSignal\n"]
+    assert added[2:4] == [f"pretrained_model_name_or_path = {MODEL!r}\n",
+                          f"evaluation_inputs = {inputs!r}\n"]
+    assert f"    dataset=dict(type=load_from_disk, dataset_path='{TOKENIZED}/dataset'),\n" in added
+    assert added[-4:] == [
+        f"randomness = dict(seed={seed}, deterministic=False)\n", "\n",
+        "# xtuner-recipe: on SIGTERM or SIGUSR1 save a checkpoint and stop; a rerun resumes there\n",
+        "custom_hooks.append(dict(type=SaveCheckpointOnSignal))\n"]
 
 
 def test_cuda_effective_block_holds_the_base_config_values(cuda_real):
     effective = json.loads((cuda_real["dir"] / "effective.json").read_text(encoding="utf-8"))
     assert effective == {"max_length": 2048, "pack_to_max_length": True, "batch_size": 1,
                                  "accumulative_counts": 16, "lr": 2e-4, "max_iters": None,
-                                 "max_epochs": 3}
+                                 "max_epochs": 3, "samples": SAMPLES}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,11 +331,20 @@ def test_full_method_on_cuda_keeps_amp_but_drops_quantization(original, tmp_path
     assert str(raw(cfg.optim_wrapper, "type")) == "AmpOptimWrapper"
 
 
+def test_the_tokenised_set_is_built_from_the_records_in_the_template(original, tmp_path):
+    config = load_config(train={"max_length": 256}, xtuner={"system": "你是门客er的小助手"})
+    text, cfg = data_config(tmp_path, original, config)
+    hf = cfg.train_dataloader.dataset.dataset
+    assert str(raw(hf, "type")) == "load_dataset"
+    assert hf.path == "json" and hf.data_files == {"train": DATA}
+    assert raw(cfg.train_dataloader.dataset, "dataset_map_fn") is None
+    assert cfg.max_length == 256 and cfg.SYSTEM == "你是门客er的小助手"
+    assert cfg.pretrained_model_name_or_path == MODEL
+    assert "prompt_template = PROMPT_TEMPLATE.internlm2_chat" in text
+
+
 def test_messages_format_uses_openai_map_fn_and_imports_it(original, tmp_path):
-    config = load_config()
-    plan = make_plan(config, "cpu", data_format="messages")
-    out, cfg = write(tmp_path, original, plan)
-    text = out.read_text(encoding="utf-8")
+    text, cfg = data_config(tmp_path, original, load_config(), data_format="messages")
     assert "from xtuner.dataset.map_fns import openai_map_fn\n" in text
     assert "    dataset_map_fn=openai_map_fn,\n" in text
     fn = raw(cfg.train_dataloader.dataset, "dataset_map_fn")
@@ -330,8 +355,7 @@ def test_messages_format_uses_openai_map_fn_and_imports_it(original, tmp_path):
 
 def test_text_format_is_incremental_pretraining_without_a_template(original, tmp_path):
     """As xtuner's *_custom_pretrain_* configs: pretrain_map_fn, template_map_fn None."""
-    out, cfg = write(tmp_path, original, make_plan(load_config(), "cpu", data_format="text"))
-    text = out.read_text(encoding="utf-8")
+    text, cfg = data_config(tmp_path, original, load_config(), data_format="text")
     assert "from xtuner.dataset.map_fns import pretrain_map_fn\n" in text
     assert str(raw(cfg.train_dataloader.dataset, "dataset_map_fn")) == "pretrain_map_fn"
     assert raw(cfg.train_dataloader.dataset, "template_map_fn") is None
@@ -469,6 +493,15 @@ def test_deepspeed_on_cuda_is_copied_unchanged(preset, tmp_path):
     assert ds["fp16"]["enabled"] == "auto" and ds["bf16"]["enabled"] == "auto"
 
 
+@pytest.mark.parametrize("precision, enabled", [("bf16", "bf16"), ("fp16", "fp16")])
+def test_deepspeed_on_cuda_follows_train_precision(precision, enabled, tmp_path):
+    out = tmp_path / "ds.json"
+    xtuner_config.write_deepspeed_config(deepspeed("zero2"), out, "cuda", precision)
+    ds = json.loads(out.read_text())
+    assert {k: ds[k]["enabled"] for k in ("fp16", "bf16")} == {
+        k: k == enabled for k in ("fp16", "bf16")}
+
+
 def test_deepspeed_on_cpu_adds_missing_precision_sections(tmp_path):
     source = tmp_path / "mine.json"
     source.write_text(json.dumps({"zero_optimization": {"stage": 1}}))
@@ -590,3 +623,59 @@ def test_qlora_on_a_lora_only_base_config_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="train.method = 'qlora'.*set train.method: lora"):
         xtuner_config.write_patched_config(path, tmp_path / "c.py", tmp_path / "d",
                                            tmp_path / "p.json", plan)
+
+
+# ---------------------------------------------------------------------------------------------
+# speed levers (the tuned GPU recipes)
+
+
+def test_the_speed_levers_reach_the_config_and_read_back(original, tmp_path):
+    config = load_config(recipe="internlm2-chat-1_8b/qlora_tuned", model={"path": MODEL},
+                         train={"max_iters": 64})
+    plan = make_plan(config, "cuda")
+    assert {k: plan["train"][k] for k in ("attn_implementation", "activation_checkpointing",
+                                          "fused_optimizer", "sampler", "precision")} == {
+        "attn_implementation": "sdpa", "activation_checkpointing": False,
+        "fused_optimizer": True, "sampler": "infinite", "precision": "bf16"}
+    out, cfg = write(tmp_path, original, plan)
+    text = out.read_text(encoding="utf-8")
+    assert cfg.model.llm.attn_implementation == "sdpa"
+    assert cfg.model.use_activation_checkpointing is False
+    assert cfg.optim_wrapper.optimizer.fused is True
+    assert str(raw(cfg.train_dataloader.sampler, "type")) == "InfiniteSampler"
+    assert "from mmengine.dataset import InfiniteSampler\n" in text
+    # bf16 throughout: weights, 4-bit compute and autocast; no float16 left
+    assert "torch_dtype=torch.bfloat16" in text and "bnb_4bit_compute_dtype=torch.bfloat16" in text
+    assert cfg.optim_wrapper.dtype == "bfloat16" and "float16" not in text.replace("bfloat16", "")
+    assert (cfg.batch_size, cfg.accumulative_counts, cfg.train_cfg.max_iters) == (4, 4, 64)
+
+
+def test_stock_values_leave_the_levers_as_xtuner_has_them(cuda_real, original_text):
+    cfg = cuda_real["cfg"]
+    assert "attn_implementation" not in cfg.model.llm
+    assert "use_activation_checkpointing" not in cfg.model
+    assert "fused" not in cfg.optim_wrapper.optimizer
+    assert str(raw(cfg.train_dataloader.sampler, "type")) == "DefaultSampler"
+    assert cfg.optim_wrapper.dtype == "float16"
+
+
+@pytest.mark.parametrize("world_size, batch_size, expected", [(1, 4, 93), (4, 4, 24), (2, 1, 185)])
+def test_the_infinite_sampler_trains_the_epochs_as_iterations(original, tmp_path, world_size,
+                                                              batch_size, expected):
+    """No epochs without epoch ends: max_epochs x samples / (batch x processes), rounded up."""
+    config = load_config(train={"max_epochs": 3, "sampler": "infinite",
+                                "batch_size": batch_size})
+    plan = make_plan(config, "cpu", world_size=world_size)
+    assert plan["train"]["max_iters"] is None
+    out, cfg = write(tmp_path, original, plan)
+    assert cfg.train_cfg.max_iters == expected == -(-3 * SAMPLES // (batch_size * world_size))
+    assert "max_epochs" not in cfg.train_cfg
+    warmup, cosine = cfg.param_scheduler
+    assert warmup.by_epoch is False and cosine.end == expected
+    assert json.loads((tmp_path / "effective.json").read_text())["max_iters"] == expected
+
+
+def test_precision_on_cpu_is_refused_naming_the_field():
+    config = load_config(train={"precision": "bf16"})
+    with pytest.raises(ConfigError, match=r"train\.precision = 'bf16'.*float32"):
+        settings.train_values(config, "cpu")

@@ -90,7 +90,7 @@ def test_pretrain_recipe_lowers_held_out_perplexity(tmp_path, shared_results):
     assert result.returncode == 0, result.stderr[-5000:]
     run = published(shared_results / "pretrain-e2e")
     manifest.verify(run)
-    assert "pretrain_map_fn" in (run / "config" / "xtuner_config.py").read_text()
+    assert "pretrain_map_fn" in (run / "data" / "tokenized" / "source_config.py").read_text()
     report = read_json(run / "report" / "report.json")
     assert report["task"] == "pretrain"
     heldout = report["domain_perplexity"]["heldout"]
@@ -117,6 +117,7 @@ def test_multi_turn_chats_are_split_and_patched_for_openai_messages(tmp_path, sh
     build = build_dir(shared_results / "chat-e2e")
     info = read_json(build / "data" / "dataset_info.json")
     assert (info["task"], info["format"], info["test_records"]) == ("qa", "messages", 12)
-    assert "dataset_map_fn=openai_map_fn" in (build / "config" / "xtuner_config.py").read_text()
+    assert "dataset_map_fn=openai_map_fn" in (build / "data" / "tokenized" /
+                                              "source_config.py").read_text()
     test = read_json(build / "data" / "test.json")
     assert all(sum(m["role"] == "user" for m in r["messages"]) >= 2 for r in test)

@@ -52,7 +52,8 @@ def test_all_artifacts_are_published_and_the_identity_is_learned(local_run):
     assert final["iteration"] == 160 and Path(final["checkpoint"]).name == "iter_160.pth"
     assert Path(final["checkpoint"]).parent == run_dir / "attempts" / final["attempt"]
     diff = (published(run_dir) / "config" / "xtuner_config.diff").read_text()
-    assert "+dataset_map_fn=None" in diff.replace("    ", "") and "load_dataset, path='json'" in diff
+    assert "+do_dataset_tokenization=False" in diff.replace("    ", "")
+    assert "type=load_from_disk, dataset_path=" in diff
     report = read_json(published(run_dir) / "report" / "report.json")
     assert report["training"]["tokens_seen"] == 160 * 128
     assert report["loss_curve"][0]["loss"] > 2 * report["loss_curve"][-1]["loss"]
@@ -66,7 +67,8 @@ def test_the_report_carries_its_provenance_and_the_manifest_checks_out(local_run
     final = read_json(published(run_dir) / "train" / "final_checkpoint.json")
     assert manifest["attempt"] == final["attempt"] and manifest["inputs"] == final["inputs"]
     assert {"merged/model.safetensors", "hf_adapter/adapter_model.safetensors",
-            "data/assistant.json", "config/xtuner_config.py",
+            "data/assistant.json", "data/tokenized/dataset/data-00000-of-00001.arrow",
+            "config/xtuner_config.py",
             "report/report.md"} <= set(manifest["files"])
     assert "config.json" in manifest["inputs"]["base_model"]  # every base model file hashed
     assert manifest["environment"]["software"]["xtuner"] == "0.2.0"
@@ -237,7 +239,18 @@ def test_new_owner_name_rebuilds_data_to_report_only(local_run):
     result = snakemake(workdir, {**overrides, "assistant": {"name": "Ada"}}, "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     # the owner's name is in two stages' settings: the data's and the evaluation's
-    assert planned_jobs(result) == {"settings": 2, "data": 1, "xtuner_config": 1, "train": 1,
+    assert planned_jobs(result) == {"settings": 2, "data": 1, "tokenized_data": 1,
+                                    "xtuner_config": 1, "train": 1, "hf_adapter": 1, "merge": 1,
+                                    "evaluate": 1, "report": 1, "publish": 1, "all": 1}
+
+
+def test_other_hyperparameters_retrain_without_tokenising_again(local_run):
+    """The tokenised, packed set depends on the data, tokenizer, template and max_length only."""
+    workdir, overrides, _ = local_run
+    result = snakemake(workdir, {**overrides, "train": {"lr": 2e-4, "batch_size": 2}},
+                       "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result) == {"settings": 1, "xtuner_config": 1, "train": 1,
                                     "hf_adapter": 1, "merge": 1, "evaluate": 1, "report": 1,
                                     "publish": 1, "all": 1}
 
@@ -371,7 +384,8 @@ def test_users_own_openai_messages_dataset(tmp_path, shared_results):
     result = snakemake(tmp_path, overrides)
     assert result.returncode == 0, result.stderr[-5000:]
     run_dir = shared_results / "grace"
-    assert "openai_map_fn" in (published(run_dir) / "config" / "xtuner_config.py").read_text()
+    assert "openai_map_fn" in (published(run_dir) / "data" / "tokenized" /
+                               "source_config.py").read_text()
     assert len(read_json(published(run_dir) / "data" / "assistant.json")) == 4000
     assert_taught(run_dir)
 
@@ -410,7 +424,7 @@ def test_changed_inputs_train_anew_failures_keep_the_published_set_and_old_input
     bad = snakemake(workdir, {**overrides, "train": {"max_length": 8}})
     assert bad.returncode != 0
     assert "config field train.max_length = 8: the longest record is" in bad.stdout + bad.stderr
-    assert "Traceback" not in (build_dir(run_dir) / "logs" / "xtuner_config.log").read_text()
+    assert "Traceback" not in (build_dir(run_dir) / "logs" / "tokenized_data.log").read_text()
     assert os.readlink(published(run_dir)) == first_set
     manifest.verify(published(run_dir))
     assert sorted(p.name for p in (run_dir / "attempts").iterdir()) == attempts
