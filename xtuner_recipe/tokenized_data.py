@@ -41,10 +41,11 @@ def read_summary(folder):
 
 
 def digest(folder):
-    """sha256 over the saved set's data files (what training reads; not the state file, whose
-    fingerprints need not repeat)."""
+    """sha256 of the saved set's data shards (what training reads; not the state file, whose
+    fingerprints need not repeat, nor any cache file a reader left)."""
     return {name: entry["sha256"] for name, entry in
-            manifest.tree_hashes(saved_set(folder)).items() if name.endswith(".arrow")}
+            manifest.tree_hashes(saved_set(folder)).items()
+            if name.startswith("data-") and name.endswith(".arrow")}
 
 
 def build(plan, dataset_path, data_format, out):

@@ -34,6 +34,12 @@ def main(argv=None):
     tool, args = argv[0], argv[1:]
     use_runtime_env()
     cpu_compat.apply_if_no_cuda()
+    if tool == "train":
+        import datasets
+
+        # the tokenised set is the tokenized_data rule's output: map's cache files would land
+        # in it and change its bytes (and so the next attempt's hash)
+        datasets.disable_caching()
     module = TOOL_MODULES[tool]
     sys.argv = [module, *args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)

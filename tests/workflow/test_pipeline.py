@@ -21,8 +21,10 @@ from xtuner_recipe.scoring import THRESHOLDS
 pytestmark = pytest.mark.slow
 
 # The e2e run's loss at these iterations (fixed seed, tiny model, CPU; see
-# test_loss_series_matches_the_golden_one).
-GOLDEN_LOSS = {10: 6.7673, 40: 3.5267, 80: 1.4499, 120: 1.2492, 160: 1.1847}
+# test_loss_series_matches_the_golden_one). Pinned again when the packs moved into the
+# tokenized_data rule: its seeded shuffle orders them differently from xtuner's in-training one
+# (80: 1.4499 -> 1.4147, the rest within 1 %).
+GOLDEN_LOSS = {10: 6.7739, 40: 3.5516, 80: 1.4147, 120: 1.2513, 160: 1.1775}
 
 
 def planned_jobs(result):
