@@ -4,7 +4,7 @@ commands run by hand in sequence, and a no-op rerun (issue: speed and scale).
     python bench/cpu_overhead.py [--recipe tiny-internlm2/lora_cpu] [--rounds 3] [--out FILE]
 
 1. Untimed, shared by both sides: `snakemake --until xtuner_config` builds the base model, the
-   data and the patched config.
+   data, the tokenised set (once per data: a retrain does not repeat it) and the patched config.
 2. By hand, in that order, on those files: `xtuner train CFG --work-dir W`, `xtuner convert
    pth_to_hf CFG W/iter_N.pth ADAPTER`, `xtuner convert merge BASE ADAPTER MERGED` (each through
    `python -m xtuner_recipe.xtuner_entry`, which is `xtuner <cmd>` with a real exit status and the
@@ -63,6 +63,7 @@ def one_round(recipe, work):
                  "--profile", REPO / "profiles" / "local"]
     built = recipe_settings.build(user, REPO)
     layout, hand_dir = built.layout, work / "by-hand"
+    iterations = built.xtuner_config.train["max_iters"]
     entry = [sys.executable, "-m", "xtuner_recipe.xtuner_entry"]
     timed([*snakemake, "--until", "xtuner_config"], work, log)
     steps = {
@@ -70,7 +71,7 @@ def one_round(recipe, work):
                                         hand_dir, "--launcher", "none"], work, log),
         "by hand: xtuner convert pth_to_hf": timed(
             [*entry, "pth_to_hf", layout.xtuner_config,
-             hand_dir / f"iter_{built.train.max_iters}.pth", hand_dir / "adapter"], work, log),
+             hand_dir / f"iter_{iterations}.pth", hand_dir / "adapter"], work, log),
         "by hand: xtuner convert merge": timed(
             [*entry, "merge", built.base_model, hand_dir / "adapter", hand_dir / "merged",
              "--device", "cpu"], work, log),
@@ -102,7 +103,8 @@ def main():
         "",
         f"Measured {datetime.date.today()} with `python bench/cpu_overhead.py --recipe "
         f"{args.recipe} --rounds {args.rounds}` on {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores ({built.train.max_iters} iterations, {built.train.device}). "
+        f"{os.cpu_count()} cores ({built.xtuner_config.train['max_iters']} iterations, "
+        f"{built.train.device}). "
         "Seconds, except the overhead; each round in a fresh folder.",
         "",
         f"| step | {names} | median |",

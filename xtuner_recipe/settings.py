@@ -96,8 +96,8 @@ class PatchSettings:
 
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
-    """rule train: how training is launched, what it must end at, and where its attempts (work
-    dirs named by the hash of their inputs) live."""
+    """rule train: how training is launched and where its attempts (work dirs named by the hash
+    of their inputs) live; the iteration it must end at is the patched config's (effective.json)."""
     device: str
     launcher: str
     nproc: int

@@ -3,8 +3,8 @@ torchrun, or under srun, check what it wrote, and record which checkpoint is the
 the loss/time scalars of every segment of the attempt.
 
 An attempt is named by the hash of everything that decides the weights: the patched config (seed,
-hyperparameters, paths), the tokenised training set's bytes, the base model's files, the DeepSpeed JSON and the
-world size. Its work dir is `attempts/<hash>/`: the same inputs resume there (or reuse a finished
+hyperparameters, paths), the tokenised training set's bytes, the base model's files, the DeepSpeed
+JSON and the world size. Its work dir is `attempts/<hash>/`: the same inputs resume there (or reuse a finished
 attempt without training), any other inputs train in their own folder, and nothing is moved or
 deleted.
 
@@ -21,6 +21,7 @@ import platform
 import re
 import resource
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -184,11 +185,12 @@ def devices(device):
         # nvidia-smi answers without the seconds of a torch import; it numbers the GPUs as
         # CUDA_VISIBLE_DEVICES does when that holds indices
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
-        result = subprocess.run(query + (["-i", visible] if visible else []),
-                                capture_output=True, text=True)
-        if result.returncode == 0 and result.stdout.strip():
-            return result.stdout.strip().splitlines()
+        if shutil.which("nvidia-smi"):
+            query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+            result = subprocess.run(query + (["-i", visible] if visible else []),
+                                    capture_output=True, text=True)
+            if result.returncode == 0 and result.stdout.strip():
+                return result.stdout.strip().splitlines()
         import torch
 
         return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
