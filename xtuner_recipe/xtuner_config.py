@@ -250,10 +250,11 @@ def set_tokenized_data(src, tokenized_path):
         ")"))
 
 
-def set_data_shape(src, train):
+def set_data_shape(src, values):
+    """max_length and pack_to_max_length from `values` (None keeps the built-in's)."""
     for key in ("max_length", "pack_to_max_length"):
-        if train[key] is not None:
-            src.set_var(key, _literal(train[key]))
+        if values[key] is not None:
+            src.set_var(key, _literal(values[key]))
 
 
 def data_source(original, plan, data_path, data_format):
