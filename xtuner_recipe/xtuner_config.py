@@ -263,18 +263,21 @@ def data_source(original, plan, data_path, data_format):
     src = SourceEdits(original, plan["base_config"])
     set_model(src, plan["model_path"])
     set_raw_data(src, data_path, data_format)
-    src.set_var("prompt_template", f"PROMPT_TEMPLATE.{plan['prompt_template']}")
-    if plan.get("system") is not None:
-        src.set_var("SYSTEM", _literal(plan["system"]))
+    set_template(src, plan)
     set_data_shape(src, plan)
     return src.result()
 
 
-def set_prompting(src, plan):
+def set_template(src, plan):
+    """The prompt template and system line (the tokenised set and the sample chat use them)."""
     src.set_var("prompt_template", f"PROMPT_TEMPLATE.{plan['prompt_template']}")
-    src.set_var("evaluation_inputs", _literal(list(plan["evaluation_inputs"])))
     if plan.get("system") is not None:
         src.set_var("SYSTEM", _literal(plan["system"]))
+
+
+def set_prompting(src, plan):
+    set_template(src, plan)
+    src.set_var("evaluation_inputs", _literal(list(plan["evaluation_inputs"])))
 
 
 def set_hyperparameters(src, train, samples, world_size):
