@@ -13,6 +13,7 @@ Figures per run, from mmengine's scalars.json (log_interval 1):
   tokens/s              tokens per iteration / s/iter
   s per optimizer step  s/iter x accumulative_counts
   peak GPU memory       max of mmengine's `memory` (torch.cuda.max_memory_allocated, MB, rank 0)
+  1st iter s            the first iteration's `time` (with train.compile: the compiling)
   MFU                   4 * N * tokens/s / (GPUs * peak): LoRA and QLoRA freeze the base, so a token
                         costs a forward (2N) and a backward to the activations (2N), no weight
                         gradients; N counts the matrix-multiply parameters (every linear layer and
@@ -283,6 +284,7 @@ class Bench:
             "tokens_per_iter": tokens_per_iter, "tokens_seen": tokens,
             "batch_size": effective["batch_size"], "accumulative_counts": accumulation,
             "s_iter": round(s_iter, 4), "data_time": round(data_time, 4),
+            "first_iter_s": round(scalars[0]["time"], 2),
             "s_per_optimizer_step": round(s_iter * accumulation, 3),
             "tokens_per_s": round(tokens_per_s),
             "peak_memory_mb": max((s["memory"] for s in scalars if "memory" in s), default=None),
@@ -364,8 +366,8 @@ def markdown(meta, variants):
              f"peak {fmt(meta.get('peak_flops'), '.3g')} FLOP/s per GPU; "
              f"{meta.get('packs')} packs of 2048 tokens per single-GPU run", "",
              "| run | method | GPUs | batch x accum | iters (timed) | s/iter | s/opt step | tokens/s "
-             "| peak MB/GPU | MFU | data_time s | wall s | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| peak MB/GPU | MFU | data_time s | 1st iter s | wall s | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     base = {}
     for v in variants:
         r = v.result
@@ -373,7 +375,7 @@ def markdown(meta, variants):
             continue
         if r.get("s_iter") is None:
             lines.append(f"| {v.name} | {v.method} | {v.gpus} | {v.batch} x {v.accumulation} | "
-                         f"| | | | | | | {r.get('wall_s', '')} | {r.get('error')} |")
+                         f"| | | | | | | | {r.get('wall_s', '')} | {r.get('error')} |")
             continue
         note = r.get("error") or ""
         if v.name == f"stock-{v.method}":
@@ -385,7 +387,7 @@ def markdown(meta, variants):
             f"{r['iterations']} ({r['timed_iterations']}) | {r['s_iter']:.3f} | "
             f"{r['s_per_optimizer_step']:.2f} | {fmt(r['tokens_per_s'])} | "
             f"{fmt(r['peak_memory_mb'])} | {fmt(r['mfu'], '.1%')} | {r['data_time']:.3f} | "
-            f"{r['wall_s']:.0f} | {note} |")
+            f"{r['first_iter_s']:.1f} | {r['wall_s']:.0f} | {note} |")
     scale = {v.gpus: v.result for v in variants if v.name.startswith("scale-") and v.result
              and v.result.get("tokens_per_s")}
     if 1 in scale:
@@ -398,7 +400,8 @@ def markdown(meta, variants):
         for a, b in ((f"stock-{method}", f"tuned-{method}"),
                      (f"stock-{method}", f"stock-{method}-bf16"),
                      (f"stock-{method}-bf16", f"tuned-{method}"),
-                     (f"{method}-b4-amp", f"{method}-b4")):
+                     (f"{method}-b4-amp", f"{method}-b4"),
+                     (f"tuned-{method}", f"{method}-compile")):
             if a in done and b in done:
                 lines += ["", loss_table(a, done[a], b, done[b])]
     return "\n".join(lines)

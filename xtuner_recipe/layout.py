@@ -10,6 +10,8 @@ here.
                                             the hash of everything that decides the weights)
         bundle/                             `snakemake bundle`: the published set made ready to push
                                             to a model hub (xtuner_recipe/bundle.py)
+    <results_dir>/base_model/               models shared by every run of the results_dir
+    <results_dir>/compile_cache/            torch.compile's kernels (train.compile), shared likewise
 """
 
 import dataclasses
@@ -89,6 +91,11 @@ class RunLayout:
         """A model converted from a file inside a pinned wheel, named after that file."""
         name = member.rsplit("/", 1)[-1].split(".")[0].lower()
         return f"{self.results_dir}/base_model/packaged/{name}"
+
+    @property
+    def compile_cache(self):
+        """inductor's compiled kernels: a retrain, another run or a fresh container reuses them."""
+        return f"{self.results_dir}/compile_cache"
 
     @property
     def wheel_cache(self):

@@ -105,6 +105,7 @@ class TrainSettings:
     srun: str
     base_model: str  # hashed into the attempt's name
     attempts_dir: str
+    compile_cache: str  # TORCHINDUCTOR_CACHE_DIR for train.compile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -494,7 +495,8 @@ def build(user, root, environ=None):
         train=TrainSettings(device=device, launcher=launcher, nproc=processes,
                             world_size=world_size,
                             srun=slurm.train_srun(config["slurm"]), base_model=str(base_model),
-                            attempts_dir=layout.attempts_dir),
+                            attempts_dir=layout.attempts_dir,
+                            compile_cache=layout.compile_cache),
         convert=ConvertSettings(base_model=str(base_model), method=values["method"],
                                 checkpoint=config["convert"]["checkpoint"],
                                 max_shard_size=config["convert"]["max_shard_size"],

@@ -175,7 +175,8 @@ LEVERS = {"attn_implementation": ("model", "llm", "attn_implementation"),
           "fused_optimizer": ("optim_wrapper", "optimizer", "fused")}
 # Every train hyperparameter the recipe can set (schema: train.*); None keeps the built-in value.
 TRAIN_KEYS = ("method", *CONFIG_VARIABLES, "max_epochs", "max_iters", "lora_r", "lora_alpha",
-              "log_interval", "evaluation_max_new_tokens", *LEVERS, "sampler", "precision")
+              "log_interval", "evaluation_max_new_tokens", *LEVERS, "sampler", "precision",
+              "compile")
 # train.precision -> (torch dtype, AmpOptimWrapper dtype, DeepSpeed section that is enabled)
 PRECISIONS = {"bf16": ("torch.bfloat16", "bfloat16", "bf16"),
               "fp16": ("torch.float16", "float16", "fp16")}
@@ -343,8 +344,8 @@ def set_method(src, plan):
 
 
 def set_speed_levers(src, train):
-    """Attention kernel, activation checkpointing, fused AdamW, the sampler and the GPU precision
-    (bench/results/throughput-h100.md measures each)."""
+    """Attention kernel, activation checkpointing, fused AdamW, the sampler, the GPU precision
+    and compiled decoder layers (bench/results/throughput-h100.md measures each)."""
     for key, path in LEVERS.items():
         if train[key] is not None:
             src.put_kwarg(path, _literal(train[key]))
@@ -361,6 +362,10 @@ def set_speed_levers(src, train):
                           torch_dtype)
         if src.has_kwarg(("optim_wrapper", "dtype")):
             src.set_kwarg(("optim_wrapper", "dtype"), _literal(amp_dtype))
+    if train["compile"]:
+        src.add_import("from xtuner_recipe.compiled_layers import CompileDecoderLayers")
+        src.append("\n# xtuner-recipe: train.compile\n"
+                   "custom_hooks.append(dict(type=CompileDecoderLayers))\n")
 
 
 def set_cpu_training(src):
@@ -409,15 +414,16 @@ def check_patched(path, plan):
 
     cfg = Config.fromfile(str(path))
     train = plan["train"]
+    # the hooks' types are lazy imports: compare their names, do not import them here
+    hook_names = {str(dict.__getitem__(h, "type")) for h in cfg.custom_hooks}
     found = {
         "pretrained_model_name_or_path": cfg.pretrained_model_name_or_path,
         "data": cfg.train_dataloader.dataset.dataset.dataset_path,
         "quantized": "quantization_config" in cfg.model.llm,
         "lora": "lora" in cfg.model,
         "seed": cfg.randomness.seed,
-        # the hooks' types are lazy imports: compare their names, do not import them here
-        "save_on_signal": any(str(dict.__getitem__(h, "type")) == "SaveCheckpointOnSignal"
-                              for h in cfg.custom_hooks),
+        "save_on_signal": "SaveCheckpointOnSignal" in hook_names,
+        "compile": "CompileDecoderLayers" in hook_names,
     }
     expected = {
         "pretrained_model_name_or_path": plan["model_path"],
@@ -426,6 +432,7 @@ def check_patched(path, plan):
         "lora": train["method"] != "full",
         "seed": plan["seed"],
         "save_on_signal": True,
+        "compile": bool(train["compile"]),
     }
     if train["max_iters"] is not None:
         found["max_iters"], expected["max_iters"] = cfg.train_cfg.max_iters, train["max_iters"]

@@ -37,7 +37,7 @@ def inputs(tmp_path):
 def run_for(launcher="none", nproc=1, srun="srun"):
     return TrainSettings(device="cpu", launcher=launcher, nproc=nproc,
                          world_size=1 if launcher == "none" else nproc, srun=srun,
-                         base_model="model", attempts_dir="attempts")
+                         base_model="model", attempts_dir="attempts", compile_cache="cache")
 
 
 def identity(config, data, model, ds=None, world_size=1):
@@ -214,13 +214,13 @@ def test_slurm_launcher_with_empty_srun_runs_in_place():
 def clean_env(monkeypatch):
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                 "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK",
-                "SLURM_NTASKS"):
+                "SLURM_NTASKS", "TORCHINDUCTOR_CACHE_DIR"):
         monkeypatch.delenv(var, raising=False)
     return monkeypatch
 
 
 def test_env_for_one_process_with_deepspeed_sets_the_rendezvous(clean_env):
-    env = launch_env("none", "ds.json")
+    env = launch_env("none", "ds.json", "cache")
     assert (env["RANK"], env["LOCAL_RANK"], env["WORLD_SIZE"]) == ("0", "0", "1")
     assert env["MASTER_ADDR"] == "127.0.0.1"
     assert 0 < int(env["MASTER_PORT"]) < 65536
@@ -230,7 +230,7 @@ def test_env_for_one_process_with_deepspeed_sets_the_rendezvous(clean_env):
 def test_env_keeps_a_given_master_address_and_port(clean_env):
     clean_env.setenv("MASTER_ADDR", "10.0.0.5")
     clean_env.setenv("MASTER_PORT", "29555")
-    env = launch_env("none", "ds.json")
+    env = launch_env("none", "ds.json", "cache")
     assert (env["MASTER_ADDR"], env["MASTER_PORT"]) == ("10.0.0.5", "29555")
 
 
@@ -238,7 +238,7 @@ def test_env_keeps_a_given_master_address_and_port(clean_env):
                                                  ("pytorch", "ds.json")])
 def test_env_without_single_process_deepspeed_has_no_rank_variables(clean_env, launcher,
                                                                     deepspeed):
-    env = launch_env(launcher, deepspeed)
+    env = launch_env(launcher, deepspeed, "cache")
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         assert var not in env
     assert env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1"
@@ -246,11 +246,19 @@ def test_env_without_single_process_deepspeed_has_no_rank_variables(clean_env, l
 
 def test_env_respects_a_user_weights_only_setting(clean_env):
     clean_env.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0")
-    assert launch_env("none", None)["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "0"
+    assert launch_env("none", None, "cache")["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "0"
+
+
+def test_compiled_kernels_are_kept_in_the_results_dir_unless_the_user_says(clean_env):
+    assert launch_env("none", None, "results/compile_cache")["TORCHINDUCTOR_CACHE_DIR"] == \
+        "results/compile_cache"
+    clean_env.setenv("TORCHINDUCTOR_CACHE_DIR", "/scratch/inductor")
+    assert launch_env("none", None, "results/compile_cache")["TORCHINDUCTOR_CACHE_DIR"] == \
+        "/scratch/inductor"
 
 
 def test_env_is_a_copy_of_the_process_env(clean_env):
-    env = launch_env("none", "ds.json")
+    env = launch_env("none", "ds.json", "cache")
     assert env["RANK"] == "0"
     import os
     assert "RANK" not in os.environ
@@ -258,12 +266,12 @@ def test_env_is_a_copy_of_the_process_env(clean_env):
 
 def test_env_under_slurm_sets_a_port_and_threads_but_no_ranks(clean_env):
     clean_env.setenv("SLURM_CPUS_PER_TASK", "3")
-    env = launch_env("slurm", "ds.json")
+    env = launch_env("slurm", "ds.json", "cache")
     assert 0 < int(env["MASTER_PORT"]) < 65536
     assert env["OMP_NUM_THREADS"] == "3"
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR"):
         assert var not in env
     clean_env.delenv("SLURM_CPUS_PER_TASK")
     clean_env.setenv("MASTER_PORT", "29600")
-    env = launch_env("slurm", None)
+    env = launch_env("slurm", None, "cache")
     assert (env["MASTER_PORT"], env["OMP_NUM_THREADS"]) == ("29600", "1")

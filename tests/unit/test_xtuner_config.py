@@ -650,12 +650,27 @@ def test_the_speed_levers_reach_the_config_and_read_back(original, tmp_path):
     assert (cfg.batch_size, cfg.accumulative_counts, cfg.train_cfg.max_iters) == (4, 4, 64)
 
 
+def test_compiled_layers_are_a_hook_of_their_own(original, tmp_path):
+    plan = make_plan(load_config(recipe="internlm2-chat-1_8b/qlora_tuned", model={"path": MODEL},
+                                 train={"max_iters": 64}), "cuda")
+    assert plan["train"]["compile"] is True
+    out, cfg = write(tmp_path, original, plan)
+    assert "from xtuner_recipe.compiled_layers import CompileDecoderLayers\n" in out.read_text()
+    assert [str(raw(h, "type")) for h in cfg.custom_hooks][-2:] == [
+        "SaveCheckpointOnSignal", "CompileDecoderLayers"]
+    plan["train"]["compile"] = False
+    out, cfg = write(tmp_path, original, plan, "eager.py")
+    assert "compiled_layers" not in out.read_text()
+    assert "CompileDecoderLayers" not in {str(raw(h, "type")) for h in cfg.custom_hooks}
+
+
 def test_stock_values_leave_the_levers_as_xtuner_has_them(cuda_real, original_text):
     cfg = cuda_real["cfg"]
     assert "attn_implementation" not in cfg.model.llm
     assert "use_activation_checkpointing" not in cfg.model
     assert "fused" not in cfg.optim_wrapper.optimizer
     assert str(raw(cfg.train_dataloader.sampler, "type")) == "DefaultSampler"
+    assert "CompileDecoderLayers" not in {str(raw(h, "type")) for h in cfg.custom_hooks}
     assert cfg.optim_wrapper.dtype == "float16"
 
 

@@ -103,6 +103,25 @@ def test_loss_series_matches_the_golden_one(local_run):
         assert losses[step] == pytest.approx(golden, rel=0.02, abs=2e-3), (step, losses[step])
 
 
+def test_compiled_decoder_layers_train_the_golden_losses(tmp_path, shared_results):
+    """train.compile (torch.compile's inductor on CPU here): the same losses as eager training,
+    within the golden test's tolerance (0.2 % apart here)."""
+    overrides = {**variant("e2e"), "run_name": "e2e-compiled", "results_dir": str(shared_results),
+                 "train": {"compile": True}}
+    result = snakemake(tmp_path, overrides, "--until", "train")
+    assert result.returncode == 0, result.stderr[-5000:]
+    run_dir = shared_results / "e2e-compiled"
+    assert "InternLM2DecoderLayer layers compiled for training" in \
+        (build_dir(run_dir) / "logs" / "train.log").read_text(encoding="utf-8")
+    losses = {s["step"]: s["loss"] for s in
+              map(json.loads, (build_dir(run_dir) / "train" / "scalars.jsonl").read_text()
+                  .splitlines())}
+    for step, golden in GOLDEN_LOSS.items():
+        assert losses[step] == pytest.approx(golden, rel=0.02, abs=2e-3), (step, losses[step])
+    # the compiled kernels are kept for the next run of this results_dir
+    assert any((shared_results / "compile_cache").rglob("*.py"))
+
+
 def test_the_adapter_lists_its_modules_in_a_stable_order(local_run):
     """Defect: peft wrote target_modules from a set, in another order on every run."""
     _, _, run_dir = local_run
