@@ -6,7 +6,6 @@ import types
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from torch._dynamo.testing import CompileCounterWithBackend
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from xtuner_recipe import compiled_layers
@@ -33,7 +32,16 @@ def loss_and_grads(model, tokens):
     return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
 
-def test_compiled_layers_train_as_the_eager_ones_with_one_shared_graph():
+@pytest.fixture
+def inductor_cache(monkeypatch, tmp_path):
+    """Importing inductor sets TORCHINDUCTOR_CACHE_DIR in this process when it is unset, and every
+    recipe run a later test starts would inherit it: point it here, and let monkeypatch undo it."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+
+
+def test_compiled_layers_train_as_the_eager_ones_with_one_shared_graph(inductor_cache):
+    from torch._dynamo.testing import CompileCounterWithBackend
+
     model = lora_llama()
     tokens = torch.randint(0, 256, (2, 24))
     eager_loss, eager_grads = loss_and_grads(model, tokens)

@@ -103,9 +103,12 @@ def test_loss_series_matches_the_golden_one(local_run):
         assert losses[step] == pytest.approx(golden, rel=0.02, abs=2e-3), (step, losses[step])
 
 
-def test_compiled_decoder_layers_train_the_golden_losses(tmp_path, shared_results):
+def test_compiled_decoder_layers_train_the_golden_losses(tmp_path, shared_results, monkeypatch):
     """train.compile (torch.compile's inductor on CPU here): the same losses as eager training,
     within the golden test's tolerance (0.2 % apart here)."""
+    # a user's TORCHINDUCTOR_CACHE_DIR wins over the recipe's folder; one that importing inductor
+    # in this test process set must not
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     overrides = {**variant("e2e"), "run_name": "e2e-compiled", "results_dir": str(shared_results),
                  "train": {"compile": True}}
     result = snakemake(tmp_path, overrides, "--until", "train")
