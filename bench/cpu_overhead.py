@@ -14,9 +14,9 @@ commands run by hand in sequence, and a no-op rerun (issue: speed and scale).
 4. The rest of the recipe (evaluate, report, publish), then a no-op rerun of the whole recipe.
 
 Overhead = recipe / by hand - 1 (step 3 against step 2), per round and the median of the
-rounds (each in a fresh folder). Steps 2 and 3 swap places every other round: whichever runs
-first meets colder file caches, which alone moved single rounds by 10 points. Run it on an
-otherwise idle machine.
+rounds (each in a fresh folder). Steps 2 and 3 swap places every other round: whichever ran
+first was about 11 points slower (bench/results/cpu-overhead.md; the cause is not isolated). Run
+it on an otherwise idle machine.
 """
 
 import argparse
@@ -68,22 +68,27 @@ def one_round(recipe, work, recipe_first):
     iterations = built.xtuner_config.train["max_iters"]
     entry = [sys.executable, "-m", "xtuner_recipe.xtuner_entry"]
     timed([*snakemake, "--until", "xtuner_config"], work, log)
-    steps = {"first in this round": "the recipe" if recipe_first else "by hand"}
+
+    def by_hand():
+        return {
+            "by hand: xtuner train": timed([*entry, "train", layout.xtuner_config, "--work-dir",
+                                            hand_dir, "--launcher", "none"], work, log),
+            "by hand: xtuner convert pth_to_hf": timed(
+                [*entry, "pth_to_hf", layout.xtuner_config,
+                 hand_dir / f"iter_{iterations}.pth", hand_dir / "adapter"], work, log),
+            "by hand: xtuner convert merge": timed(
+                [*entry, "merge", built.base_model, hand_dir / "adapter", hand_dir / "merged",
+                 "--device", "cpu"], work, log),
+        }
+
+    def the_recipe():
+        return timed([*snakemake, "--until", "merge"], work, log)
+
     if recipe_first:
-        steps[RECIPE] = timed([*snakemake, "--until", "merge"], work, log)
-    steps.update({
-        "by hand: xtuner train": timed([*entry, "train", layout.xtuner_config, "--work-dir",
-                                        hand_dir, "--launcher", "none"], work, log),
-        "by hand: xtuner convert pth_to_hf": timed(
-            [*entry, "pth_to_hf", layout.xtuner_config,
-             hand_dir / f"iter_{iterations}.pth", hand_dir / "adapter"], work, log),
-        "by hand: xtuner convert merge": timed(
-            [*entry, "merge", built.base_model, hand_dir / "adapter", hand_dir / "merged",
-             "--device", "cpu"], work, log),
-    })
-    steps["by hand, total"] = sum(v for k, v in steps.items() if k.startswith("by hand:"))
-    if not recipe_first:
-        steps[RECIPE] = timed([*snakemake, "--until", "merge"], work, log)
+        recipe_s, hand = the_recipe(), by_hand()
+    else:
+        hand, recipe_s = by_hand(), the_recipe()
+    steps = {**hand, "by hand, total": sum(hand.values()), RECIPE: recipe_s}
     steps["recipe overhead, % (target <= 10)"] = 100 * (steps[RECIPE] / steps["by hand, total"] - 1)
     steps["the rest of the recipe (evaluate, report, publish)"] = timed(snakemake, work, log)
     steps["no-op rerun of the whole recipe (target < 3 s)"] = timed(snakemake, work, log)
@@ -99,9 +104,10 @@ def main():
     args = parser.parse_args()
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     rounds = []
-    for number in range(args.rounds):
+    firsts = [number % 2 == 1 for number in range(args.rounds)]
+    for recipe_first in firsts:
         work = Path(tempfile.mkdtemp(prefix="xtuner-recipe-overhead-"))
-        steps, built = one_round(args.recipe, work, recipe_first=number % 2 == 1)
+        steps, built = one_round(args.recipe, work, recipe_first)
         rounds.append(steps)
     names = " | ".join(f"round {i + 1}" for i in range(len(rounds)))
     lines = [
@@ -115,12 +121,11 @@ def main():
         "",
         f"| step | {names} | median |",
         "|---|" + "---|" * (len(rounds) + 1),
+        "| first in this round | " + " | ".join("the recipe" if f else "by hand" for f in firsts)
+        + " | |",
     ]
-    for step in rounds[0]:  # round 1 runs by hand first: its steps are in the table's order
+    for step in rounds[0]:
         values = [r[step] for r in rounds]
-        if step == "first in this round":
-            lines.append(f"| {step} | " + " | ".join(values) + " | |")
-            continue
         lines.append(f"| {step} | " + " | ".join(f"{v:.1f}" for v in values)
                      + f" | **{statistics.median(values):.1f}** |")
     lines += ["", "Both sides of a round start from the same base model, data and patched config "

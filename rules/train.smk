@@ -1,8 +1,9 @@
 # xtuner train, in the attempt named by the hash of everything that decides the weights (config,
 # tokenised dataset, base model files, DeepSpeed JSON, world size): the same inputs resume or
 # reuse their attempt, other inputs train in a new one. The attempts are deliberately not
-# outputs: Snakemake would delete them before a rerun. The outputs record which checkpoint is final and the scalars
-# of every segment. Under profiles/slurm this is one Slurm job of nodes x tasks_per_node tasks.
+# outputs: Snakemake would delete them before a rerun. The outputs record which checkpoint is
+# final and the scalars of every segment. Under profiles/slurm this is one Slurm job of nodes x
+# tasks_per_node tasks.
 rule train:
     input:
         get_base_model_input,

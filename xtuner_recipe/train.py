@@ -145,7 +145,8 @@ def launch_env(launcher, deepspeed, compile_cache):
     # torch >= 2.6 refuses mmengine's resume checkpoints under weights_only loading.
     env.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     # train.compile's kernels beside the runs, not in the machine's /tmp: a retrain, a fresh
-    # container or another node starts from them (first iteration 35 -> 7 s on an H100)
+    # container or another node starts from them (first iteration 35 -> 7 s on an H100 with the
+    # kernels cached: bench/results/compile-h100.md)
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", compile_cache)
     if launcher == "slurm":
         # mmengine takes MASTER_ADDR from the job's first node (this batch script runs there)

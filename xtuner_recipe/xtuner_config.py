@@ -363,9 +363,7 @@ def set_speed_levers(src, train):
         if src.has_kwarg(("optim_wrapper", "dtype")):
             src.set_kwarg(("optim_wrapper", "dtype"), _literal(amp_dtype))
     if train["compile"]:
-        src.add_import("from xtuner_recipe.compiled_layers import CompileDecoderLayers")
-        src.append("\n# xtuner-recipe: train.compile\n"
-                   "custom_hooks.append(dict(type=CompileDecoderLayers))\n")
+        add_hook(src, "xtuner_recipe.compiled_layers", "CompileDecoderLayers", "train.compile")
 
 
 def set_cpu_training(src):
@@ -384,11 +382,16 @@ def set_cpu_training(src):
         "                         broadcast_buffers=False, find_unused_parameters=False)\n")
 
 
+def add_hook(src, module, name, why):
+    """One of the recipe's mmengine hooks after the base config's own `custom_hooks`."""
+    src.add_import(f"from {module} import {name}")
+    src.append(f"\n# xtuner-recipe: {why}\ncustom_hooks.append(dict(type={name}))\n")
+
+
 def save_on_signal(src):
     """A preempted or signalled run saves the iteration it reached (xtuner_recipe.preemption)."""
-    src.add_import("from xtuner_recipe.preemption import SaveCheckpointOnSignal")
-    src.append("\n# xtuner-recipe: on SIGTERM or SIGUSR1 save a checkpoint and stop; a rerun "
-               "resumes there\ncustom_hooks.append(dict(type=SaveCheckpointOnSignal))\n")
+    add_hook(src, "xtuner_recipe.preemption", "SaveCheckpointOnSignal",
+             "on SIGTERM or SIGUSR1 save a checkpoint and stop; a rerun resumes there")
 
 
 def patch_source(original, plan):

@@ -24,7 +24,11 @@ def snakemake_command(workdir, configfile, *args, profile="local"):
 
 
 def snakemake_env(env=None):
+    """The environment a user's shell gives the recipe: this process's, less what importing torch's
+    inductor here set for itself (TORCHINDUCTOR_CACHE_DIR would send train.compile's kernels to
+    /tmp instead of the results_dir)."""
     run_env = dict(os.environ)
+    run_env.pop("TORCHINDUCTOR_CACHE_DIR", None)
     run_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{run_env['PATH']}"
     run_env.update(env or {})
     return run_env

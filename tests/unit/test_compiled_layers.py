@@ -34,8 +34,8 @@ def loss_and_grads(model, tokens):
 
 @pytest.fixture
 def inductor_cache(monkeypatch, tmp_path):
-    """Importing inductor sets TORCHINDUCTOR_CACHE_DIR in this process when it is unset, and every
-    recipe run a later test starts would inherit it: point it here, and let monkeypatch undo it."""
+    """Importing inductor sets TORCHINDUCTOR_CACHE_DIR in this process when it is unset: keep this
+    test's caches in its tmp folder, and the variable unset for the rest of the session."""
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
 
 

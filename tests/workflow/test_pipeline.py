@@ -16,6 +16,7 @@ import pytest
 from harness.workflow import (assert_taught, build_dir, published, read_json, snakemake,
                               snakemake_command, snakemake_env, variant, write_overrides)
 from xtuner_recipe.layout import ARTIFACTS
+from xtuner_recipe.report import read_jsonl
 from xtuner_recipe.scoring import THRESHOLDS
 
 pytestmark = pytest.mark.slow
@@ -103,12 +104,9 @@ def test_loss_series_matches_the_golden_one(local_run):
         assert losses[step] == pytest.approx(golden, rel=0.02, abs=2e-3), (step, losses[step])
 
 
-def test_compiled_decoder_layers_train_the_golden_losses(tmp_path, shared_results, monkeypatch):
+def test_compiled_decoder_layers_train_the_golden_losses(tmp_path, shared_results):
     """train.compile (torch.compile's inductor on CPU here): the same losses as eager training,
     within the golden test's tolerance (0.2 % apart here)."""
-    # a user's TORCHINDUCTOR_CACHE_DIR wins over the recipe's folder; one that importing inductor
-    # in this test process set must not
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     overrides = {**variant("e2e"), "run_name": "e2e-compiled", "results_dir": str(shared_results),
                  "train": {"compile": True}}
     result = snakemake(tmp_path, overrides, "--until", "train")
@@ -116,9 +114,8 @@ def test_compiled_decoder_layers_train_the_golden_losses(tmp_path, shared_result
     run_dir = shared_results / "e2e-compiled"
     assert "InternLM2DecoderLayer layers compiled for training" in \
         (build_dir(run_dir) / "logs" / "train.log").read_text(encoding="utf-8")
-    losses = {s["step"]: s["loss"] for s in
-              map(json.loads, (build_dir(run_dir) / "train" / "scalars.jsonl").read_text()
-                  .splitlines())}
+    scalars = read_jsonl(build_dir(run_dir) / "train" / "scalars.jsonl")
+    losses = {s["step"]: s["loss"] for s in scalars}
     for step, golden in GOLDEN_LOSS.items():
         assert losses[step] == pytest.approx(golden, rel=0.02, abs=2e-3), (step, losses[step])
     # the compiled kernels are kept for the next run of this results_dir
