@@ -297,7 +297,10 @@ class Bench:
 
     # ---- schedule -------------------------------------------------------------------------
     def iterations(self, variant):
-        return max(1, self.args.packs // variant.batch)
+        """As many iterations as --packs 2048-token packs take (a longer pack length counts as
+        several)."""
+        pack_tokens = int(variant.recipe.get("max_length") or 2048)
+        return max(1, self.args.packs * 2048 // (variant.batch * pack_tokens))
 
     def go(self, variants):
         jobs = [(v, self.iterations(v)) for v in variants]

@@ -176,7 +176,7 @@ LEVERS = {"attn_implementation": ("model", "llm", "attn_implementation"),
 # Every train hyperparameter the recipe can set (schema: train.*); None keeps the built-in value.
 TRAIN_KEYS = ("method", *CONFIG_VARIABLES, "max_epochs", "max_iters", "lora_r", "lora_alpha",
               "log_interval", "evaluation_max_new_tokens", *LEVERS, "sampler", "precision",
-              "compile")
+              "compile", "chunked_loss")
 # train.precision -> (torch dtype, AmpOptimWrapper dtype, DeepSpeed section that is enabled)
 PRECISIONS = {"bf16": ("torch.bfloat16", "bfloat16", "bf16"),
               "fp16": ("torch.float16", "float16", "fp16")}
@@ -344,8 +344,8 @@ def set_method(src, plan):
 
 
 def set_speed_levers(src, train):
-    """Attention kernel, activation checkpointing, fused AdamW, the sampler, the GPU precision
-    and compiled decoder layers (bench/results/throughput-h100.md measures each)."""
+    """Attention kernel, activation checkpointing, fused AdamW, the sampler, the GPU precision,
+    compiled decoder layers and the chunked loss (bench/results/ measures each)."""
     for key, path in LEVERS.items():
         if train[key] is not None:
             src.put_kwarg(path, _literal(train[key]))
@@ -364,6 +364,9 @@ def set_speed_levers(src, train):
             src.set_kwarg(("optim_wrapper", "dtype"), _literal(amp_dtype))
     if train["compile"]:
         add_hook(src, "xtuner_recipe.compiled_layers", "CompileDecoderLayers", "train.compile")
+    if train["chunked_loss"]:
+        add_hook(src, "xtuner_recipe.chunked_loss", "ChunkedLoss", "train.chunked_loss",
+                 compile=bool(train["compile"]))
 
 
 def set_cpu_training(src):
@@ -382,10 +385,11 @@ def set_cpu_training(src):
         "                         broadcast_buffers=False, find_unused_parameters=False)\n")
 
 
-def add_hook(src, module, name, why):
+def add_hook(src, module, name, why, **kwargs):
     """One of the recipe's mmengine hooks after the base config's own `custom_hooks`."""
     src.add_import(f"from {module} import {name}")
-    src.append(f"\n# xtuner-recipe: {why}\ncustom_hooks.append(dict(type={name}))\n")
+    args = "".join(f", {key}={_literal(value)}" for key, value in kwargs.items())
+    src.append(f"\n# xtuner-recipe: {why}\ncustom_hooks.append(dict(type={name}{args}))\n")
 
 
 def save_on_signal(src):
@@ -427,6 +431,7 @@ def check_patched(path, plan):
         "seed": cfg.randomness.seed,
         "save_on_signal": "SaveCheckpointOnSignal" in hook_names,
         "compile": "CompileDecoderLayers" in hook_names,
+        "chunked_loss": "ChunkedLoss" in hook_names,
     }
     expected = {
         "pretrained_model_name_or_path": plan["model_path"],
@@ -436,6 +441,7 @@ def check_patched(path, plan):
         "seed": plan["seed"],
         "save_on_signal": True,
         "compile": bool(train["compile"]),
+        "chunked_loss": bool(train["chunked_loss"]),
     }
     if train["max_iters"] is not None:
         found["max_iters"], expected["max_iters"] = cfg.train_cfg.max_iters, train["max_iters"]

@@ -104,16 +104,18 @@ def test_loss_series_matches_the_golden_one(local_run):
         assert losses[step] == pytest.approx(golden, rel=0.02, abs=2e-3), (step, losses[step])
 
 
-def test_compiled_decoder_layers_train_the_golden_losses(tmp_path, shared_results):
-    """train.compile (torch.compile's inductor on CPU here): the same losses as eager training,
-    within the golden test's tolerance (0.2 % apart here)."""
+def test_compiled_layers_and_chunked_loss_train_the_golden_losses(tmp_path, shared_results):
+    """train.compile (torch.compile's inductor on CPU here) and train.chunked_loss, as the tuned
+    recipes set them: the same losses as eager training with the stock loss, within the golden
+    test's tolerance (0.2 % apart here)."""
     overrides = {**variant("e2e"), "run_name": "e2e-compiled", "results_dir": str(shared_results),
-                 "train": {"compile": True}}
+                 "train": {"compile": True, "chunked_loss": True}}
     result = snakemake(tmp_path, overrides, "--until", "train")
     assert result.returncode == 0, result.stderr[-5000:]
     run_dir = shared_results / "e2e-compiled"
-    assert "InternLM2DecoderLayer layers compiled for training" in \
-        (build_dir(run_dir) / "logs" / "train.log").read_text(encoding="utf-8")
+    log = (build_dir(run_dir) / "logs" / "train.log").read_text(encoding="utf-8")
+    assert "InternLM2DecoderLayer layers compiled for training" in log
+    assert "InternLM2ForCausalLM computes its loss 2048 tokens at a time (compiled)" in log
     scalars = read_jsonl(build_dir(run_dir) / "train" / "scalars.jsonl")
     losses = {s["step"]: s["loss"] for s in scalars}
     for step, golden in GOLDEN_LOSS.items():
@@ -425,7 +427,15 @@ def test_multi_gpu_profile_on_cpu_two_processes_zero2(tmp_path, shared_results):
         Path(final["checkpoint"]).iterdir())
     ds = read_json(published(run_dir) / "config" / "deepspeed.json")
     assert ds["zero_optimization"]["stage"] == 2 and ds["fp16"]["enabled"] is False
-    assert "--launcher pytorch" in (build_dir(run_dir) / "logs" / "train.log").read_text()
+    log = (build_dir(run_dir) / "logs" / "train.log").read_text()
+    assert "--launcher pytorch" in log and "computes its loss 2048 tokens at a time" in log
+    # xtuner adapts InternLM2's head too; its LoRA B starts at zero, so only the chunked loss's
+    # gradients, reduced by ZeRO-2, can have moved it
+    from safetensors.torch import load_file
+
+    adapter = load_file(published(run_dir) / "hf_adapter" / "adapter_model.safetensors")
+    head_b = [name for name in adapter if name.endswith("output.lora_B.weight")]
+    assert head_b and all(adapter[name].abs().sum() > 0 for name in head_b), list(adapter)[:8]
     assert_taught(run_dir)
 
 
