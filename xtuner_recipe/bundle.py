@@ -19,8 +19,8 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
-from xtuner_recipe.manifest import follow_umask, sha256_of
-from xtuner_recipe.packaged_model import SOURCE_FILE, publish_folder
+from xtuner_recipe.manifest import sha256_of, write_folder
+from xtuner_recipe.packaged_model import SOURCE_FILE
 from xtuner_recipe.report import verdict_lines
 
 APP = Path(__file__).with_name("bundle_app.py")
@@ -172,11 +172,8 @@ def build_bundle(published, out):
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         (tmp / "SHA256SUMS").write_text("".join(
             f"{sha256_of(p)}  {p.relative_to(tmp).as_posix()}\n" for p in files), encoding="utf-8")
-        follow_umask(tmp)
 
-    if Path(out).exists():
-        shutil.rmtree(out)  # a bundle is made again from the published set, never edited
-    publish_folder(out, build)
+    write_folder(out, build)  # a bundle is made again from the published set, never edited
     return out
 
 

