@@ -14,7 +14,9 @@ commands run by hand in sequence, and a no-op rerun (issue: speed and scale).
 4. The rest of the recipe (evaluate, report, publish), then a no-op rerun of the whole recipe.
 
 Overhead = recipe / by hand - 1 (step 3 against step 2), per round and the median of the
-rounds (each in a fresh folder). Steps 2 and 3 swap places every other round: whichever ran
+rounds (each in a fresh folder), in wall time and in CPU time (user + system seconds of every
+process each side started: steadier on a shared 2-core machine, where a round's wall time moves
+by several seconds). Steps 2 and 3 swap places every other round: whichever ran
 first was about 11 points slower (bench/results/cpu-overhead.md; the cause is not isolated). Run
 it on an otherwise idle machine.
 """
@@ -24,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,15 +40,24 @@ sys.path.insert(0, str(REPO))
 from xtuner_recipe import settings as recipe_settings  # noqa: E402
 
 
-def timed(command, cwd, log):
-    """Seconds `command` took; stops the benchmark if it fails."""
-    started = time.monotonic()
+def cpu_seconds():
+    """User + system seconds of this process's finished children (and theirs, as each waited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command, cwd, log, cpu=None):
+    """Seconds `command` took; its CPU seconds are added to cpu["total"] when given. Stops the
+    benchmark if it fails."""
+    started, cpu_before = time.monotonic(), cpu_seconds()
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"\n$ {' '.join(map(str, command))}\n")
         out.flush()
         code = subprocess.call([str(c) for c in command], cwd=cwd, stdout=out,
                                stderr=subprocess.STDOUT)
     seconds = time.monotonic() - started
+    if cpu is not None:
+        cpu["total"] = cpu.get("total", 0.0) + cpu_seconds() - cpu_before
     if code != 0:
         sys.exit(f"{' '.join(map(str, command))} exited {code}; see {log}")
     return seconds
@@ -69,20 +81,22 @@ def one_round(recipe, work, recipe_first):
     entry = [sys.executable, "-m", "xtuner_recipe.xtuner_entry"]
     timed([*snakemake, "--until", "xtuner_config"], work, log)
 
+    hand_cpu, recipe_cpu = {}, {}
+
     def by_hand():
         return {
             "by hand: xtuner train": timed([*entry, "train", layout.xtuner_config, "--work-dir",
-                                            hand_dir, "--launcher", "none"], work, log),
+                                            hand_dir, "--launcher", "none"], work, log, hand_cpu),
             "by hand: xtuner convert pth_to_hf": timed(
                 [*entry, "pth_to_hf", layout.xtuner_config,
-                 hand_dir / f"iter_{iterations}.pth", hand_dir / "adapter"], work, log),
+                 hand_dir / f"iter_{iterations}.pth", hand_dir / "adapter"], work, log, hand_cpu),
             "by hand: xtuner convert merge": timed(
                 [*entry, "merge", built.base_model, hand_dir / "adapter", hand_dir / "merged",
-                 "--device", "cpu"], work, log),
+                 "--device", "cpu"], work, log, hand_cpu),
         }
 
     def the_recipe():
-        return timed([*snakemake, "--until", "merge"], work, log)
+        return timed([*snakemake, "--until", "merge"], work, log, recipe_cpu)
 
     if recipe_first:
         recipe_s, hand = the_recipe(), by_hand()
@@ -90,6 +104,9 @@ def one_round(recipe, work, recipe_first):
         hand, recipe_s = by_hand(), the_recipe()
     steps = {**hand, "by hand, total": sum(hand.values()), RECIPE: recipe_s}
     steps["recipe overhead, % (target <= 10)"] = 100 * (steps[RECIPE] / steps["by hand, total"] - 1)
+    steps["by hand, CPU seconds (user + system)"] = hand_cpu["total"]
+    steps["the recipe, CPU seconds (user + system)"] = recipe_cpu["total"]
+    steps["recipe overhead in CPU time, %"] = 100 * (recipe_cpu["total"] / hand_cpu["total"] - 1)
     steps["the rest of the recipe (evaluate, report, publish)"] = timed(snakemake, work, log)
     steps["no-op rerun of the whole recipe (target < 3 s)"] = timed(snakemake, work, log)
     return steps, built

@@ -650,35 +650,27 @@ def test_the_speed_levers_reach_the_config_and_read_back(original, tmp_path):
     assert (cfg.batch_size, cfg.accumulative_counts, cfg.train_cfg.max_iters) == (4, 4, 64)
 
 
-def test_compiled_layers_are_a_hook_of_their_own(original, tmp_path):
+def test_compiled_layers_and_the_chunked_loss_are_hooks_of_their_own(original, tmp_path):
     plan = make_plan(load_config(recipe="internlm2-chat-1_8b/qlora_tuned", model={"path": MODEL},
                                  train={"max_iters": 64}), "cuda")
-    assert plan["train"]["compile"] is True
-    out, cfg = write(tmp_path, original, plan)
-    assert "from xtuner_recipe.compiled_layers import CompileDecoderLayers\n" in out.read_text()
-    assert {str(raw(h, "type")) for h in cfg.custom_hooks[-3:]} == {
-        "SaveCheckpointOnSignal", "CompileDecoderLayers", "ChunkedLoss"}
+    assert plan["train"]["compile"] is True and plan["train"]["chunked_loss"] is True
+
+    def hooks_of(name):
+        out, cfg = write(tmp_path, original, plan, name)
+        return out.read_text(), {str(raw(h, "type")): h for h in cfg.custom_hooks}
+
+    text, hooks = hooks_of("tuned.py")
+    assert "from xtuner_recipe.compiled_layers import CompileDecoderLayers\n" in text
+    assert "from xtuner_recipe.chunked_loss import ChunkedLoss\n" in text
+    assert {"SaveCheckpointOnSignal", "CompileDecoderLayers", "ChunkedLoss"} <= hooks.keys()
+    assert hooks["ChunkedLoss"]["compile"] is True  # its chunks compiled with the layers
     plan["train"]["compile"] = False
-    out, cfg = write(tmp_path, original, plan, "eager.py")
-    assert "compiled_layers" not in out.read_text()
-    assert "CompileDecoderLayers" not in {str(raw(h, "type")) for h in cfg.custom_hooks}
-
-
-def test_the_chunked_loss_is_a_hook_compiled_with_the_layers(original, tmp_path):
-    plan = make_plan(load_config(recipe="internlm2-chat-1_8b/qlora_tuned", model={"path": MODEL},
-                                 train={"max_iters": 64}), "cuda")
-    assert plan["train"]["chunked_loss"] is True
-    out, cfg = write(tmp_path, original, plan)
-    assert "from xtuner_recipe.chunked_loss import ChunkedLoss\n" in out.read_text()
-    assert [h["compile"] for h in cfg.custom_hooks if str(raw(h, "type")) == "ChunkedLoss"] == [
-        True]
-    plan["train"].update(compile=False)
-    out, cfg = write(tmp_path, original, plan, "eager.py")
-    assert [h["compile"] for h in cfg.custom_hooks if str(raw(h, "type")) == "ChunkedLoss"] == [
-        False]
-    plan["train"].update(chunked_loss=False)
-    out, cfg = write(tmp_path, original, plan, "stock_loss.py")
-    assert "chunked_loss" not in out.read_text()
+    text, hooks = hooks_of("eager.py")
+    assert "compiled_layers" not in text and "CompileDecoderLayers" not in hooks
+    assert hooks["ChunkedLoss"]["compile"] is False
+    plan["train"]["chunked_loss"] = False
+    text, hooks = hooks_of("stock_loss.py")
+    assert "chunked_loss" not in text and "ChunkedLoss" not in hooks
 
 
 def test_stock_values_leave_the_levers_as_xtuner_has_them(cuda_real, original_text):
