@@ -140,6 +140,8 @@ def write_folder(out, build):
     removed and `out` is as it was: a killed or failed step never leaves half a folder behind."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by a killed (SIGKILL) build
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         result = build(tmp)

@@ -42,6 +42,7 @@ def test_a_folder_is_written_whole_or_not_at_all(tmp_path):
     with pytest.raises(RuntimeError):
         manifest.write_folder(out, broken)
     assert [p.name for p in out.iterdir()] == ["config.json"]
+    (out.parent / ".m.partial-killed").mkdir()  # what a SIGKILL mid-build leaves
     manifest.write_folder(out, lambda folder: (folder / "weights.bin").write_bytes(b"w"))
     assert [p.name for p in out.iterdir()] == ["weights.bin"]
     assert [p.name for p in out.parent.iterdir()] == ["m"]
