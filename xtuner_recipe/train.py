@@ -152,7 +152,6 @@ def launch_env(launcher, deepspeed, compile_cache):
         # mmengine takes MASTER_ADDR from the job's first node (this batch script runs there)
         # and MASTER_PORT from here, else 29500, which two jobs on one node would share.
         env.setdefault("MASTER_PORT", str(free_port()))
-        env.setdefault("OMP_NUM_THREADS", env.get("SLURM_CPUS_PER_TASK", "1"))
     if launcher == "none" and deepspeed:
         # DeepSpeed in one process still initialises torch.distributed; without these it looks
         # for MPI.
