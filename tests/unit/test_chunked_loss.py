@@ -1,4 +1,4 @@
-"""train.chunked_loss: the head and cross-entropy a chunk at a time, gradients as the stock loss's."""
+"""train.chunked_loss: the head and cross-entropy a chunk at a time, the stock loss's gradients."""
 
 import types
 
