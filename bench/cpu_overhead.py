@@ -46,18 +46,15 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(command, cwd, log, cpu=None):
-    """Seconds `command` took; its CPU seconds are added to cpu["total"] when given. Stops the
-    benchmark if it fails."""
-    started, cpu_before = time.monotonic(), cpu_seconds()
+def timed(command, cwd, log):
+    """Seconds `command` took; stops the benchmark if it fails."""
+    started = time.monotonic()
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"\n$ {' '.join(map(str, command))}\n")
         out.flush()
         code = subprocess.call([str(c) for c in command], cwd=cwd, stdout=out,
                                stderr=subprocess.STDOUT)
     seconds = time.monotonic() - started
-    if cpu is not None:
-        cpu["total"] = cpu.get("total", 0.0) + cpu_seconds() - cpu_before
     if code != 0:
         sys.exit(f"{' '.join(map(str, command))} exited {code}; see {log}")
     return seconds
@@ -81,32 +78,39 @@ def one_round(recipe, work, recipe_first):
     entry = [sys.executable, "-m", "xtuner_recipe.xtuner_entry"]
     timed([*snakemake, "--until", "xtuner_config"], work, log)
 
-    hand_cpu, recipe_cpu = {}, {}
+    cpu = {}
+
+    def on_cpu(side, run):
+        """run(), with the CPU seconds of what it started kept as cpu[side]."""
+        before = cpu_seconds()
+        result = run()
+        cpu[side] = cpu_seconds() - before
+        return result
 
     def by_hand():
         return {
             "by hand: xtuner train": timed([*entry, "train", layout.xtuner_config, "--work-dir",
-                                            hand_dir, "--launcher", "none"], work, log, hand_cpu),
+                                            hand_dir, "--launcher", "none"], work, log),
             "by hand: xtuner convert pth_to_hf": timed(
                 [*entry, "pth_to_hf", layout.xtuner_config,
-                 hand_dir / f"iter_{iterations}.pth", hand_dir / "adapter"], work, log, hand_cpu),
+                 hand_dir / f"iter_{iterations}.pth", hand_dir / "adapter"], work, log),
             "by hand: xtuner convert merge": timed(
                 [*entry, "merge", built.base_model, hand_dir / "adapter", hand_dir / "merged",
-                 "--device", "cpu"], work, log, hand_cpu),
+                 "--device", "cpu"], work, log),
         }
 
     def the_recipe():
-        return timed([*snakemake, "--until", "merge"], work, log, recipe_cpu)
+        return timed([*snakemake, "--until", "merge"], work, log)
 
     if recipe_first:
-        recipe_s, hand = the_recipe(), by_hand()
+        recipe_s, hand = on_cpu("recipe", the_recipe), on_cpu("hand", by_hand)
     else:
-        hand, recipe_s = by_hand(), the_recipe()
+        hand, recipe_s = on_cpu("hand", by_hand), on_cpu("recipe", the_recipe)
     steps = {**hand, "by hand, total": sum(hand.values()), RECIPE: recipe_s}
     steps["recipe overhead, % (target <= 10)"] = 100 * (steps[RECIPE] / steps["by hand, total"] - 1)
-    steps["by hand, CPU seconds (user + system)"] = hand_cpu["total"]
-    steps["the recipe, CPU seconds (user + system)"] = recipe_cpu["total"]
-    steps["recipe overhead in CPU time, %"] = 100 * (recipe_cpu["total"] / hand_cpu["total"] - 1)
+    steps["by hand, CPU seconds (user + system)"] = cpu["hand"]
+    steps["the recipe, CPU seconds (user + system)"] = cpu["recipe"]
+    steps["recipe overhead in CPU time, %"] = 100 * (cpu["recipe"] / cpu["hand"] - 1)
     steps["the rest of the recipe (evaluate, report, publish)"] = timed(snakemake, work, log)
     steps["no-op rerun of the whole recipe (target < 3 s)"] = timed(snakemake, work, log)
     return steps, built

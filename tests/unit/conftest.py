@@ -7,6 +7,13 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
           "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
+@pytest.fixture
+def inductor_cache(monkeypatch, tmp_path):
+    """Importing inductor sets TORCHINDUCTOR_CACHE_DIR in this process when it is unset: keep the
+    test's caches in its tmp folder, and the variable unset for the rest of the session."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+
+
 @pytest.fixture(scope="session")
 def tiny_chat_model(tmp_path_factory):
     """A random two-layer Llama with a ChatML byte-level tokenizer: seconds to build."""

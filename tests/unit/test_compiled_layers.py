@@ -5,24 +5,13 @@ import types
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from harness.small_models import small_llama
 
 from xtuner_recipe import compiled_layers
 
 
 def lora_llama(layers=4):
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         attn_implementation="sdpa", use_cache=False)  # as xtuner trains
-    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(
-        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"]))
-    # LoRA's B starts at zero: give the adapters weights, so that they change the loss
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            param.data.normal_(std=0.1)
-    return model
+    return small_llama(layers, lora_targets=("q_proj", "v_proj", "down_proj"))
 
 
 def loss_and_grads(model, tokens):
@@ -30,13 +19,6 @@ def loss_and_grads(model, tokens):
     loss = model(input_ids=tokens, labels=tokens).loss
     loss.backward()
     return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
-
-
-@pytest.fixture
-def inductor_cache(monkeypatch, tmp_path):
-    """Importing inductor sets TORCHINDUCTOR_CACHE_DIR in this process when it is unset: keep this
-    test's caches in its tmp folder, and the variable unset for the rest of the session."""
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
 
 
 def test_compiled_layers_train_as_the_eager_ones_with_one_shared_graph(inductor_cache):
