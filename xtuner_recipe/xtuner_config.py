@@ -279,6 +279,9 @@ def set_template(src, plan):
 def set_prompting(src, plan):
     set_template(src, plan)
     src.set_var("evaluation_inputs", _literal(list(plan["evaluation_inputs"])))
+    # xtuner's sample chat, less its repeat of the last iteration's answers after training
+    src.add_import("from xtuner_recipe.sample_chat import SampleChat")
+    src.set_item_kwarg("custom_hooks", "EvaluateChatHook", "type", "SampleChat")
 
 
 def set_hyperparameters(src, train, samples, world_size):
@@ -288,6 +291,10 @@ def set_hyperparameters(src, train, samples, world_size):
             src.set_var(key, _literal(train[key]))
     if train["log_interval"] is not None:
         src.set_kwarg(("default_hooks", "logger", "interval"), _literal(train["log_interval"]))
+        # each logged loss and time is the mean of the iterations since the previous line; with
+        # mmengine's window of 10 over a shorter interval the first iteration (warm-up,
+        # compiling) weighs on the next 10 lines and on the report's steady-state speed
+        src.put_kwarg(("log_processor", "window_size"), _literal(train["log_interval"]))
     if train["evaluation_max_new_tokens"] is not None:
         # xtuner's sample chat generates up to 600 tokens per prompt: minutes on a CPU
         src.set_item_kwarg("custom_hooks", "EvaluateChatHook", "max_new_tokens",

@@ -168,6 +168,9 @@ def test_cpu_patch_trains_by_iterations(cpu_default):
     assert cfg.optim_wrapper.accumulative_counts == preset["accumulative_counts"]
     assert cfg.max_length == preset["max_length"]
     assert cfg.default_hooks.logger.interval == preset["log_interval"]
+    # each logged figure averages the iterations since the last line, not the last 10
+    assert cfg.log_processor.window_size == preset["log_interval"]
+    assert cfg.log_processor.by_epoch is False
     assert cfg.default_hooks.checkpoint.interval == preset["save_steps"]
     assert cfg.default_hooks.checkpoint.max_keep_ckpts == preset["save_total_limit"]
 
@@ -191,6 +194,7 @@ def test_cpu_patch_keeps_comments_and_untouched_lines(cpu_default, original_text
         r"type=BitsAndBytesConfig|type=AmpOptimWrapper|loss_scale=|dtype=\"float16\"|"
         r"param_scheduler = |by_epoch=True|begin=|end=|convert_to_iter_based|start_factor=|"
         r"eta_min=|type=LinearLR|type=CosineAnnealingLR|^train_cfg = |interval=10\)|"
+        r"^log_processor = |type=EvaluateChatHook,|"
         r"^randomness = |backend=\"nccl\"|^\s*[\)\]],?\s*$|^\s*dict\($|"
         # the dataset dict, replaced by the tokenised set's
         r"^alpaca_en = |^    (tokenizer|max_length|remove_unused_columns|shuffle_before_pack|"
@@ -266,7 +270,7 @@ def test_cuda_qlora_keeps_quantization_and_amp(cuda_real):
 
 def test_cuda_base_values_diff_touches_only_the_tutorial_edits(cuda_real, original_text):
     """With every train key null only the model, the data (the tokenised set), the sample-chat
-    prompts and the seed change, plus the recipe's save-on-signal hook."""
+    prompts and the seed change, plus the recipe's save-on-signal and sample-chat hooks."""
     original_lines = original_text.splitlines(keepends=True)
     patched_lines = cuda_real["text"].splitlines(keepends=True)
     removed, added = [], []
@@ -280,14 +284,17 @@ def test_cuda_base_values_diff_touches_only_the_tutorial_edits(cuda_real, origin
     assert [line for line in removed if line not in dataset_block] == [
         'pretrained_model_name_or_path = "internlm/internlm2-chat-1_8b"\n',
         'evaluation_inputs = ["请给我介绍五个上海的景点", "Please tell me five scenic spots in Shanghai"]\n',
+        "        type=EvaluateChatHook,\n",
         "randomness = dict(seed=None, deterministic=False)\n",
     ]
     assert "    dataset_map_fn=alpaca_map_fn,\n" in removed
+    assert "        type=SampleChat,\n" in added
     inputs = cuda_real["config"]["train"]["evaluation_inputs"]
     seed = cuda_real["config"]["train"]["seed"]
-    assert sorted(added[:2]) == ["from datasets import load_from_disk\n",
-                                 "from xtuner_recipe.preemption import SaveCheckpointOnSignal\n"]
-    assert added[2:4] == [f"pretrained_model_name_or_path = {MODEL!r}\n",
+    assert sorted(added[:3]) == ["from datasets import load_from_disk\n",
+                                 "from xtuner_recipe.preemption import SaveCheckpointOnSignal\n",
+                                 "from xtuner_recipe.sample_chat import SampleChat\n"]
+    assert added[3:5] == [f"pretrained_model_name_or_path = {MODEL!r}\n",
                           f"evaluation_inputs = {inputs!r}\n"]
     assert f"    dataset=dict(type=load_from_disk, dataset_path='{TOKENIZED}/dataset'),\n" in added
     assert added[-4:] == [
@@ -378,11 +385,11 @@ def test_seed_003_shape_qlora_zero2_on_internlm_chat_7b(tmp_path):
 
 def test_sample_chat_is_bounded_by_evaluation_max_new_tokens(cpu_default, cuda_real):
     hook = next(h for h in cpu_default["cfg"].custom_hooks
-                if str(raw(h, "type")) == "EvaluateChatHook")
+                if str(raw(h, "type")) == "SampleChat")
     assert hook.max_new_tokens == cpu_default["values"]["evaluation_max_new_tokens"] == 48
     assert hook.evaluation_inputs == cpu_default["cfg"].evaluation_inputs  # the rest kept
     stock = next(h for h in cuda_real["cfg"].custom_hooks
-                 if str(raw(h, "type")) == "EvaluateChatHook")
+                 if str(raw(h, "type")) == "SampleChat")
     assert "max_new_tokens" not in stock  # null: xtuner's own default
 
 
