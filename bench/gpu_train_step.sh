@@ -22,8 +22,9 @@ source bench/gpu_setup.sh "$MODEL"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8} TOKENIZERS_PARALLELISM=false
 
 # The default recipe's base model where its packaged_model rule would put it: random weights.
-SMOLLM2=$RESULTS/base_model/packaged/smollm2-135m-instruct
-if [ ! -d "$SMOLLM2" ]; then
+random_smollm2() {
+  local SMOLLM2=$RESULTS/base_model/packaged/smollm2-135m-instruct
+  [ -d "$SMOLLM2" ] && return
   python3 - "$SMOLLM2_FILES" "$SMOLLM2" <<'PY'
 import shutil, sys
 import torch
@@ -35,7 +36,7 @@ model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(files), torc
 model.save_pretrained(out)
 print("random-init SmolLM2 shape:", sum(p.numel() for p in model.parameters()), "parameters")
 PY
-fi
+}
 
 run() {  # run GPU NAME RECIPE SEED [target]: the recipe's rules on one GPU, timed
   local gpu=$1 name=$2 recipe=$3 seed=$4 until=${5:-train}
@@ -48,6 +49,7 @@ recipe: $recipe
 train: {device: cuda, seed: $seed, log_interval: 1}
 YAML
   if [ "$recipe" = smollm2-135m-instruct/lora ]; then
+    random_smollm2
     # random weights answer the replay prompts with noise longer than the recipe's max_length
     echo "assistant: {replay_share: 0}" >> "$dir/config.yaml"
   else  # the tutorial's data: its two pairs, n = 4650 (9,302 records, 128 packs per epoch)
