@@ -106,6 +106,17 @@ def test_loss_series_matches_the_golden_one(local_run):
         assert losses[step] == pytest.approx(golden, rel=0.02, abs=2e-3), (step, losses[step])
 
 
+def test_the_sample_chat_answers_once_with_the_final_weights(local_run):
+    """xtuner's chat hook answered at the last iteration and again after training, with the same
+    weights; the recipe's SampleChat keeps the first."""
+    _, _, run_dir = local_run
+    log = (build_dir(run_dir) / "logs" / "train.log").read_text(encoding="utf-8", errors="replace")
+    last_iteration, after_last_save = log.rsplit("Saving checkpoint at", 1)
+    assert "Sample output:" in last_iteration.rsplit("Iter(train)", 1)[1]
+    assert "Sample output:" not in after_last_save
+    assert "is the final weights' answer" in after_last_save
+
+
 def test_compiled_layers_and_chunked_loss_train_the_golden_losses(tmp_path, shared_results):
     """train.compile (torch.compile's inductor on CPU here) and train.chunked_loss, as the tuned
     recipes set them: the same losses as eager training with the stock loss, within the golden
