@@ -5,9 +5,9 @@
 BUILD is a run's build folder from bench/gpu_train_step.sh (its patched config and DeepSpeed
 JSON). This starts the same command the train rule starts (`python -m xtuner_recipe.xtuner_entry
 train ...`, a scratch work dir) with PYTHONPROFILEIMPORTTIME=1, stops it at its first training
-iteration (or after --seconds), and writes, from the `import time:` lines of its stderr: the
-seconds to the first log line, to the first iteration, and in imports, with the imports' own
-time summed per top-level package.
+iteration (or after --seconds), and writes to OUT.md, from the `import time:` lines of its
+output: the seconds to mmengine's first log line, to the first iteration, and in imports, with
+the imports' own time summed per top-level package. The whole output goes to OUT.log beside it.
 """
 
 import argparse
