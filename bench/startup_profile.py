@@ -2,9 +2,10 @@
 
     python bench/startup_profile.py BUILD OUT.md [--seconds 90]
 
-BUILD is a run's build folder from bench/gpu_train_step.sh (its patched config and DeepSpeed
-JSON). This starts the same command the train rule starts (`python -m xtuner_recipe.xtuner_entry
-train ...`, a scratch work dir) with PYTHONPROFILEIMPORTTIME=1, stops it at its first training
+BUILD is a run's build folder (from bench/gpu_train_step.sh, or any recipe run: its train
+settings, patched config and DeepSpeed JSON). This starts the command and environment the train
+rule starts (xtuner_recipe.train.train_command and launch_env, into a scratch work dir) with
+PYTHONPROFILEIMPORTTIME=1, stops it at its first training
 iteration (or after --seconds), and writes to OUT.md, from the `import time:` lines of its
 output: the seconds to mmengine's first log line, to the first iteration, and in imports, with
 the imports' own time summed per top-level package. The whole output goes to OUT.log beside it.
@@ -21,6 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from xtuner_recipe.settings import read_stage  # noqa: E402
+from xtuner_recipe.train import launch_env, train_command  # noqa: E402
+
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+\d+ \| *(\S+)")
 MMENGINE_LOG = re.compile(r"^\d\d/\d\d \d\d:\d\d:\d\d - mmengine")
 
@@ -36,14 +42,12 @@ def parse_imports(lines):
 
 
 def profile(build, seconds):
-    work = tempfile.mkdtemp(prefix="startup-profile-")
-    command = [sys.executable, "-m", "xtuner_recipe.xtuner_entry", "train",
-               str(build / "config/xtuner_config.py"), "--work-dir", work, "--launcher", "none"]
-    if (build / "config/deepspeed.json").is_file():
-        command += ["--deepspeed", str(build / "config/deepspeed.json")]
-    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1",
-               RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-               MASTER_PORT="29533")
+    run = read_stage(build / "settings/train.json", "train")
+    deepspeed = build / "config/deepspeed.json"
+    deepspeed = str(deepspeed) if deepspeed.is_file() else None
+    command = train_command(run, str(build / "config/xtuner_config.py"), deepspeed, None,
+                            tempfile.mkdtemp(prefix="startup-profile-"))
+    env = dict(launch_env(run.launcher, deepspeed, run.compile_cache), PYTHONPROFILEIMPORTTIME="1")
     start = time.monotonic()
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, start_new_session=True)

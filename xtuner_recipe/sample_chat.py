@@ -2,7 +2,7 @@
 
 At the last iteration xtuner's hook answers the evaluation prompts with the final weights (and
 saves the answers beside the checkpoint); right after, at the end of training, it answers them
-again with the same weights: 6-7 s of a tuned GPU train step that trains for 18 s
+again with the same weights: 6-7 s of a tuned GPU train step that trains for about 20 s
 (bench/results/train-step-h100.md). This hook skips that repeat, and answers at the end only
 when the last iteration did not (no evaluation_freq, or a run stopped early).
 
@@ -23,7 +23,7 @@ class SampleChat(EvaluateChatHook):
 
     def after_train(self, runner):
         if self.answered_last_iteration:
-            runner.logger.info("after_train: the sample chat above, at the last iteration, is "
-                               "the final weights' answer")
+            runner.logger.info("after_train: no second sample chat; the last iteration's used "
+                               "the final weights")
             return
         super().after_train(runner)
