@@ -2,14 +2,12 @@
 
     python bench/train_step.py OUT [OUT ...]      (folders holding the runs' <name>.tgz)
 
-The runs log every iteration (log_interval 1). mmengine logs each loss and time as the mean of
-its LogProcessor window: the recipe sets the window to the log interval (so 1 here); runs patched
-before that used mmengine's 10, and their running means are inverted exactly into each
-iteration's own values. Per run, with the report's own function
-(xtuner_recipe.report.training_summary) on those values: the train rule's wall time, the time in
-training iterations (steady s/iter, the first iteration left out, x iterations), the share outside
-them, tokens/s. Per run pair, the loss per optimizer step: each iteration's loss averaged over
-the iterations of each optimizer step (16 packs: 16 iterations of the stock recipe, 4 of the
+The runs log every iteration (log_interval 1), and the recipe sets mmengine's LogProcessor window
+to the log interval, so each logged loss and time is that iteration's own. Per run, with the
+report's own function (xtuner_recipe.report.training_summary): the train rule's wall time, the
+time in training iterations (steady s/iter, the first iteration left out, x iterations), the share
+outside them, tokens/s. Per run pair, the loss per optimizer step: each iteration's loss averaged
+over the iterations of each optimizer step (16 packs: 16 iterations of the stock recipe, 4 of the
 tuned one).
 """
 
@@ -26,8 +24,6 @@ sys.path.insert(0, str(REPO))
 
 from xtuner_recipe.report import training_summary  # noqa: E402
 
-MMENGINE_WINDOW = 10  # LogProcessor's window_size where the config sets none
-PACKS_PER_STEP = 16
 
 
 def read_run(folder):
@@ -37,26 +33,13 @@ def read_run(folder):
 
     scalars = sorted((json.loads(line) for line in (folder / "train_scalars.jsonl").read_text()
                       .splitlines() if line.strip()), key=lambda s: s["step"])
-    assert [s["step"] for s in scalars] == list(range(1, len(scalars) + 1)), "log_interval is not 1"
-    window = re.search(r"^log_processor = dict\(.*window_size=(\d+)",
-                       (folder / "config_xtuner_config.py").read_text(), re.M)
-    window = int(window.group(1)) if window else MMENGINE_WINDOW
-    for key in ("loss", "time"):
-        for s, value in zip(scalars, each_iteration([s[key] for s in scalars], window)):
-            s[key] = value
+    config = (folder / "config_xtuner_config.py").read_text()
+    if ([s["step"] for s in scalars] != list(range(1, len(scalars) + 1))
+            or not re.search(r"^log_processor = dict\(.*window_size=1\b", config, re.M)):
+        sys.exit(f"{folder.name}: needs every iteration logged as itself (log_interval 1, "
+                 "log_processor.window_size 1: the recipe sets both from train.log_interval)")
     return {"final": load("train_final_checkpoint.json"), "effective": load("config_effective.json"),
             "tokenized": load("data_tokenized_summary.json"), "scalars": scalars}
-
-
-def each_iteration(means, window):
-    """Each iteration's value from the running means of the last `window` iterations."""
-    raw = []
-    for i, mean in enumerate(means):
-        if i < window:
-            raw.append((i + 1) * mean - i * (means[i - 1] if i else 0.0))
-        else:
-            raw.append(window * (mean - means[i - 1]) + raw[i - window])
-    return raw
 
 
 def per_step(run):
