@@ -75,9 +75,10 @@ def free_port():
 
 
 class Variant:
-    def __init__(self, name, method, recipe, cfg, gpus=1, launcher="none", lane=0):
+    def __init__(self, name, method, recipe, cfg, gpus=1, launcher="none", lane=0, against=None):
         self.name, self.method, self.recipe, self.cfg = name, method, dict(recipe), dict(cfg)
         self.gpus, self.launcher, self.lane = gpus, launcher, lane
+        self.against = against  # the run whose loss curve this one's is set against
         self.result = None
 
     @property
@@ -101,7 +102,7 @@ def build_variants(args):
     for method in args.methods:
         recipe, cfg = tuned_settings(method)
         variants.append(Variant(f"stock-{method}", method, {}, {}))
-        variants.append(Variant(f"tuned-{method}", method, recipe, cfg))
+        variants.append(Variant(f"tuned-{method}", method, recipe, cfg, against=f"stock-{method}"))
     if args.extra:
         for spec in yaml.safe_load(Path(args.extra).read_text()):
             recipe, cfg = tuned_settings(spec["method"]) if spec.get("base") == "tuned" \
@@ -114,7 +115,7 @@ def build_variants(args):
             variants.append(Variant(spec["name"], spec["method"], recipe, cfg,
                                     gpus=spec.get("gpus", 1),
                                     launcher=spec.get("launcher", "none"),
-                                    lane=spec.get("lane", 0)))
+                                    lane=spec.get("lane", 0), against=spec.get("against")))
     if args.only:
         keep = set(args.only)
         variants = [v for v in variants if v.name in keep]
@@ -399,20 +400,15 @@ def markdown(meta, variants):
             eff = scale[n]["tokens_per_s"] / (n * scale[1]["tokens_per_s"])
             lines.append(f"| {n} | {fmt(scale[n]['tokens_per_s'])} | {eff:.3f} |")
     done = {v.name: v.result for v in variants if v.result and v.result.get("loss")}
-    for method in ("qlora", "lora"):
-        for a, b in ((f"stock-{method}", f"tuned-{method}"),
-                     (f"stock-{method}", f"stock-{method}-bf16"),
-                     (f"stock-{method}-bf16", f"tuned-{method}"),
-                     (f"{method}-b4-amp", f"{method}-b4"),
-                     (f"tuned-{method}", f"{method}-compile")):
-            if a in done and b in done:
-                lines += ["", loss_table(a, done[a], b, done[b])]
+    for v in variants:
+        if v.name in done and v.against in done:
+            lines += ["", loss_table(v.against, done[v.against], v.name, done[v.name])]
     return "\n".join(lines)
 
 
 def per_step(result):
-    """Mean training loss per optimizer step of PACKS_PER_STEP packs, from per-iteration losses."""
-    per_iter = PACKS_PER_STEP // (result["batch_size"] * result["gpus"])
+    """Mean training loss per optimizer step, from per-iteration losses."""
+    per_iter = result["accumulative_counts"]
     losses = result["loss"]
     return [sum(losses[i:i + per_iter]) / per_iter
             for i in range(0, len(losses) - per_iter + 1, per_iter)], per_iter
@@ -431,11 +427,15 @@ def loss_table(a_name, a, b_name, b):
         k = g // r["batch_size"]
         return sum(r["loss"][j * k:(j + 1) * k]) / k
 
-    pre = [(group(a, j), group(b, j)) for j in range(PACKS_PER_STEP // g)]
-    pre_rel = max(abs(x - y) / abs(x) for x, y in pre)
-    lines = [f"Loss, {a_name} (a) against {b_name} (b): mean per optimizer step (16 packs, the same "
-             f"packs in the same order); before the first update the largest relative difference "
-             f"of the losses of the same {g}-pack groups is {pre_rel:.2e}.", "",
+    if a["recipe"].get("max_length") == b["recipe"].get("max_length"):
+        pre = [(group(a, j), group(b, j)) for j in range(PACKS_PER_STEP // g)]
+        pre_rel = max(abs(x - y) / abs(x) for x, y in pre)
+        packs = (f"16 packs, the same packs in the same order); before the first update the "
+                 f"largest relative difference of the losses of the same {g}-pack groups is "
+                 f"{pre_rel:.2e}.")
+    else:
+        packs = "the same tokens per step, packed to other lengths)."
+    lines = [f"Loss, {a_name} (a) against {b_name} (b): mean per optimizer step ({packs}", "",
              "| optimizer step | a | b | b - a | relative | s.e. of a's step mean over its packs |",
              "|---|---|---|---|---|---|"]
     for k, (x, y) in enumerate(zip(a_steps, b_steps)):
@@ -444,6 +444,19 @@ def loss_table(a_name, a, b_name, b):
         lines.append(f"| {k + 1} | {x:.4f} | {y:.4f} | {y - x:+.4f} | {(y - x) / x:+.2%} | "
                      f"{se:.4f} |")
     return "\n".join(lines)
+
+
+def from_runs(args):
+    """The tables of a runs.json written by an earlier run, from its raw results."""
+    data = json.loads(Path(args.from_runs).read_text())
+    against = {v.name: v.against for v in build_variants(args)}
+    variants = []
+    for r in data["runs"]:
+        v = Variant(r["name"], r["method"], r["recipe"], r["cfg_options"], gpus=r["gpus"],
+                    launcher=r["launcher"], against=against.get(r["name"]))
+        v.result = r
+        variants.append(v)
+    return markdown(data["meta"], variants)
 
 
 def gpu_meta(args):
@@ -475,9 +488,12 @@ def gpu_meta(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--results", required=True, help="scratch folder for configs, work dirs, logs")
-    p.add_argument("--out", required=True)
+    p.add_argument("--model")
+    p.add_argument("--results", help="scratch folder for configs, work dirs, logs")
+    p.add_argument("--out")
+    p.add_argument("--from-runs", metavar="RUNS_JSON",
+                   help="only print the tables of an earlier run's runs.json (with the --extra it "
+                        "ran with, for the loss comparisons)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--packs", type=int, default=128, help="2048-token packs per single-GPU run")
     p.add_argument("--warmup-ratio", type=float, default=0.125,
@@ -486,7 +502,8 @@ def main(argv=None):
     p.add_argument("--methods", nargs="*", default=["qlora", "lora"])
     p.add_argument("--scaling", nargs="*", type=int, default=[1, 2, 4])
     p.add_argument("--scaling-method", default="qlora")
-    p.add_argument("--extra", help="YAML list of extra variants (name, method, base, drop, recipe, cfg)")
+    p.add_argument("--extra",
+                   help="YAML list of extra variants (name, method, base, drop, recipe, cfg, against)")
     p.add_argument("--only", nargs="*", help="keep only these single-GPU variants")
     p.add_argument("--parallel", action="store_true",
                    help="with 4+ GPUs: scaling runs on 1 and 2 GPUs beside the single-GPU runs")
@@ -494,6 +511,11 @@ def main(argv=None):
     p.add_argument("--deadline", type=float, default=540, help="seconds for the whole bench")
     p.add_argument("--run-timeout", type=float, default=300)
     args = p.parse_args(argv)
+    if args.from_runs:
+        print(from_runs(args))
+        return
+    if not (args.model and args.results and args.out):
+        p.error("--model, --results and --out are required to run the bench")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.results).mkdir(parents=True, exist_ok=True)
     bench = Bench(args)
