@@ -176,8 +176,9 @@ def score_rows(answers):
     if task == "qa":
         test = groups["test"]
         for part in test["base"]:
-            count = test["base"][part]["count"]
-            name = f"test set{'' if part == 'all' else ', ' + part} ({count})"
+            scores = test["base"][part]
+            name = (f"test set{'' if part == 'all' else ', ' + part} ({scores['count']} "
+                    f"questions, {scores['references']} reference answers)")
             rows += [(f"test_{key}" if part == "all" else None, f"{name}, {title}",
                       "0-100, higher is better", test["base"][part][key],
                       test["merged"][part][key]) for key, title in METRICS.items()]
@@ -232,9 +233,10 @@ def verdict_lines(verdict):
 JUDGED = {
     "identity": "The identity counts as stated when an answer names **{name}** and says it is an "
                 "assistant",
-    "qa": "Each answer to a held-out test question is scored against the reference answer "
-          "(sacrebleu BLEU and chrF, rouge-score ROUGE-L with CJK characters as tokens, exact "
-          "match after normalising: `xtuner_recipe/text_metrics.py`)",
+    "qa": "Each answer to a held-out test question is scored against its reference answers "
+          "(every answer the test data gives the question; sacrebleu BLEU and chrF take them "
+          "all, rouge-score ROUGE-L with CJK characters as tokens and exact match after "
+          "normalising the best: `xtuner_recipe/text_metrics.py`)",
     "pretrain": "Perplexity of held-out documents (never trained on) against as many training "
                 "documents: learning the domain lowers both, memorising only the second",
 }
@@ -254,8 +256,10 @@ def answer_table(title, items, reference=False):
                 passed = item.get(f"{m}_pass")
                 marks.append("" if passed is None else (" ✓" if passed else " ✗"))
         history = "".join(f"{_cell(q)} → {_cell(a)} / " for q, a in item.get("history", []))
-        lines.append(f"| {history}{_cell(item['prompt'])} |"
-                     + (f" {_cell(item['reference'])} |" if reference else "")
+        # qa items have their reference answers, pretrain's continuations the document
+        shown = (f" {' / '.join(map(_cell, item.get('references') or [item['reference']]))} |"
+                 if reference else "")
+        lines.append(f"| {history}{_cell(item['prompt'])} |" + shown
                      + f" {_cell(item['base'])}{marks[0]} | {_cell(item['merged'])}{marks[1]} |")
     return lines + [""]
 

@@ -101,10 +101,11 @@ def test_qa_evaluation_scores_each_test_answer_against_its_reference(tiny_chat_m
     items = group["prompts"]
     assert [i["prompt"] for i in items] == ["价格是多少？", "And the price?"]
     assert items[1]["history"] == [["Hi", "Hello."]] and items[0]["lang"] == "zh"
+    assert items[0]["references"] == ["每100克5元。", "a duplicate question"]
     for model in ("base", "merged"):
         answers = [i[model] for i in items]
-        assert group[model] == text_metrics.scores_by_language(answers,
-                                                               [i["reference"] for i in items])
+        assert group[model] == text_metrics.scores_by_language(
+            answers, [i["references"] for i in items], [i["lang"] for i in items])
         assert group[f"{model}_copied"] == sum(i[f"{model}_copied"] for i in items) / 2
     assert set(result["groups"]) == {"test", "general"}
 
@@ -171,6 +172,29 @@ def test_a_test_answer_that_repeats_another_questions_training_answer_is_copied(
     from xtuner_recipe.text_metrics import normalise
 
     trained = {normalise("Tea 1 costs 10 yuan."), normalise("Tea 2 costs 20 yuan.")}
-    assert copies_training_answer("tea 1 costs 10 yuan", "Tea 3 costs 30 yuan.", trained)
-    assert not copies_training_answer("Tea 2 costs 20 yuan.", "Tea 2 costs 20 yuan.", trained)
-    assert not copies_training_answer("Tea 3 costs 25 yuan.", "Tea 3 costs 30 yuan.", trained)
+    assert copies_training_answer("tea 1 costs 10 yuan", ["Tea 3 costs 30 yuan."], trained)
+    assert not copies_training_answer("Tea 2 costs 20 yuan.", ["Tea 2 costs 20 yuan."], trained)
+    assert not copies_training_answer("Tea 3 costs 25 yuan.", ["Tea 3 costs 30 yuan."], trained)
+    # one of the question's own answers is not a copy
+    assert not copies_training_answer("Tea 1 costs 10 yuan.", ["Tea 3 costs 30 yuan.",
+                                                                "Tea 1 costs 10 yuan."], trained)
+
+
+def test_a_test_question_asked_twice_is_one_item_with_both_answers_as_references():
+    """Defect (issue 27): test.json held 7 records, 6 questions, and the report scored the
+    repeated question against its first answer only."""
+    from xtuner_recipe.evaluate import test_items
+
+    records = [assistant_data.conversation_record(q, a) for q, a in [
+        ("孕妇可以吃感冒药吗？", "请先咨询医生。"), ("儿童用量？", "减半。"),
+        ("孕妇 可以吃感冒药吗?", "不建议自行服用。"), ("孕妇可以吃感冒药吗", "请先咨询医生"),
+        ("第三个问题？", "超出上限。")]]
+    records.append({"messages": [{"role": "user", "content": "儿童用量？"},
+                                 {"role": "assistant", "content": "减半。"},
+                                 {"role": "user", "content": "几岁以下？"},
+                                 {"role": "assistant", "content": "12岁以下。"}]})
+    items = test_items(records, limit=2)
+    assert [(i["prompt"], i["references"]) for i in items] == [
+        ("孕妇可以吃感冒药吗？", ["请先咨询医生。", "不建议自行服用。"]),  # the same answer once
+        ("儿童用量？", ["减半。"])]  # the multi-turn record asks another question: not a copy
+    assert len(test_items(records, limit=10)) == 4

@@ -208,3 +208,30 @@ def test_plot_loss_writes_a_png(tmp_path):
     width = int.from_bytes(data[16:20], "big")
     height = int.from_bytes(data[20:24], "big")
     assert (width, height) == (600, 350)  # figsize (6, 3.5) at dpi 100
+
+
+def test_a_qa_report_counts_questions_and_reference_answers_and_shows_every_reference():
+    """Defect (issue 27): test.json held 7 records, the report said "test set (6)" and scored the
+    repeated question against its first answer only."""
+    from xtuner_recipe import text_metrics
+    from xtuner_recipe.report import answer_sections, score_rows
+
+    items = [{"prompt": "孕妇可以吃感冒药吗？", "references": ["请先咨询医生。", "不建议自行服用。"],
+              "history": [], "lang": "zh", "base": "可以。", "merged": "不建议自行服用"},
+             {"prompt": "每天最多几粒？", "references": ["48"], "history": [], "lang": "zh",
+              "base": "两粒。", "merged": "48"}]
+    test = {"prompts": items, "test_records": 3, "base_copied": 0.0, "merged_copied": 0.0}
+    for model in ("base", "merged"):
+        test[model] = text_metrics.scores_by_language(
+            [i[model] for i in items], [i["references"] for i in items], [i["lang"] for i in items])
+        for item in items:
+            item[f"{model}_scores"] = {"chrf": text_metrics.chrf(item[model],
+                                                                 item["references"])}
+    data = {**answers(), "task": "qa"}
+    data["groups"] = {"test": test, "general": answers()["groups"]["general"]}
+    rows = {measure: (base, tuned) for _, measure, _, base, tuned in score_rows(data)}
+    assert rows["test set (2 questions, 3 reference answers), exact match"] == (0.0, 100.0)
+    assert not [m for m in rows if m.startswith("test set, ")]  # one language: no split
+    lines = answer_sections(data)
+    assert ("| 孕妇可以吃感冒药吗？ | 请先咨询医生。 / 不建议自行服用。 | 可以。 (chrF 5) | "
+            "不建议自行服用 (chrF 83) |") in lines

@@ -67,7 +67,7 @@ def test_qa_recipe_from_a_spreadsheet_scores_the_held_out_questions(tmp_path, sh
     assert report["task"] == "qa"
     items = report["answers"]["test"]["prompts"]
     assert len(items) == 12 and {i["lang"] for i in items} == {"en", "zh"}
-    references = [i["reference"] for i in items]
+    references = [i["references"] for i in items]
     for model in ("base", "merged"):  # every figure from the raw answers beside it
         answers = [i[model] for i in items]
         scores = text_metrics.corpus_scores(answers, references)
