@@ -5,15 +5,20 @@ Formats, told apart by the file's suffix (dataset.path):
   {"messages": [{"role", "content"}, ...]}, multi-turn included; for pre-training, objects with a
   text field (dataset.text_field).
 - .csv / .xlsx: one question/answer pair per row, in the columns dataset.question_column and
-  dataset.answer_column (and dataset.system_column, if set); the first row names the columns.
+  dataset.answer_column (and dataset.system_column, if set), under a header row that names them
+  (dataset.header_row, or the first row that does: a title above it is skipped, with a warning).
+  xlsx cells are read as the sheet shows them (xtuner_recipe.shown_cells), also with a warning.
 - .txt, or a folder of .txt files: plain text for pre-training, one document per paragraph
   (paragraphs are separated by a blank line).
 
 The split keeps every copy of a question (of a document) on one side, so no test item was trained
 on; an explicit test file (dataset.test_path) must not share a question with the training data.
+"The same question" is text_metrics.normalise of its first user turn, everywhere.
 Everything here runs at parse time too (rules/common.smk): bad data stops before any job starts.
 """
 
+import codecs
+import collections
 import csv
 import dataclasses
 import io
@@ -21,6 +26,7 @@ import json
 import random
 from pathlib import Path
 
+from xtuner_recipe import shown_cells
 from xtuner_recipe.text_metrics import normalise
 
 TABLE_SUFFIXES = (".csv", ".xlsx")
@@ -51,12 +57,25 @@ def _listed(items):
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
-def _read_text(path):
+def _read_text(path, encoding="utf-8"):
+    """A text file in dataset.encoding (UTF-8: a byte-order mark is allowed)."""
     try:
-        return Path(path).read_text(encoding="utf-8-sig")  # a BOM is allowed
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        raise DatasetError(f"config field dataset.encoding = {encoding!r}: no such text encoding; "
+                           "use utf-8, gb18030, gbk or big5, say") from None
+    try:
+        return Path(path).read_text(encoding="utf-8-sig" if utf8 else encoding)
     except UnicodeDecodeError as e:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#x}); "
-                           "save the file as UTF-8") from None
+        byte = f"byte {e.start} is {e.object[e.start]:#x}"
+        if utf8:
+            raise DatasetError(
+                f"{path}: not UTF-8 text ({byte}); save the file as UTF-8 (Excel: Save As, type "
+                "'CSV UTF-8 (Comma delimited)'), or set dataset.encoding to the file's encoding "
+                "(Excel's plain 'CSV' type on Chinese Windows writes gbk)") from None
+        raise DatasetError(f"config field dataset.encoding = {encoding!r}: {path} is not "
+                           f"{encoding} text ({byte}); set the file's own encoding, or save it "
+                           "as UTF-8 and remove the field") from None
 
 
 # ---- JSON and JSONL ---------------------------------------------------------------------
@@ -101,10 +120,10 @@ def record_problem(record):
     return None, "has neither 'conversation' (XTuner) nor 'messages' (OpenAI) key"
 
 
-def read_records(path):
+def read_records(path, encoding="utf-8"):
     """Read a JSON list or a JSONL file (UTF-8, a byte-order mark allowed); errors name the line
     and say which of the two the file was read as."""
-    text = _read_text(path)
+    text = _read_text(path, encoding)
     if not text.strip():
         raise DatasetError(f"{path}: the dataset is empty")
     if text.lstrip().startswith("["):
@@ -145,70 +164,133 @@ def check_records(records, source):
 
 # ---- tables: CSV and xlsx --------------------------------------------------------------------
 
-def _cell(value):
-    """A spreadsheet cell as text: numbers as written (48, not 48.0), empty cells as ''."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """The rows of a CSV file or an xlsx sheet, as (row number, [cell text]), and what reading
+    the sheet found, by (row number, column position)."""
+    rows: list
+    merged: dict  # a cell inside a merged range (its value is in the range's first cell): range
+    shown: dict  # a cell read as the sheet shows it: (stored value, text, kind, number format)
 
 
-def _table_rows(path, sheet):
-    """(header, [(row number, cells)]) of a CSV file or a sheet of an xlsx workbook."""
-    if path.suffix.lower() == ".csv":
-        rows = list(csv.reader(io.StringIO(_read_text(path), newline="")))  # quoted line breaks
+def _csv_table(path, encoding):
+    rows = csv.reader(io.StringIO(_read_text(path, encoding), newline=""))  # quoted line breaks
+    return Table([(n, [c.strip() for c in row]) for n, row in enumerate(rows, start=1)], {}, {})
+
+
+def _xlsx_table(path, sheet):
+    import openpyxl
+
+    try:
+        # Fully loaded, not read-only: only then does openpyxl know the merged ranges.
+        book = openpyxl.load_workbook(path, data_only=True)
+    except Exception as error:  # zipfile, XML or openpyxl's own errors: not a workbook
+        raise DatasetError(f"{path}: not an xlsx workbook ({error})") from None
+    if sheet is not None and sheet not in book.sheetnames:
+        raise DatasetError(f"config field dataset.sheet = {sheet!r}: {path} has no such sheet; "
+                           f"its sheets are {', '.join(book.sheetnames)}")
+    cells = book[sheet or book.sheetnames[0]]
+    merged = {(row, column - 1): str(ranged.coord) for ranged in cells.merged_cells.ranges
+              for row, column in list(ranged.cells)[1:]}
+    rows, shown = [], {}
+    for row in cells.iter_rows(min_row=1, min_col=1):
+        texts = []
+        for cell in row:
+            text, kind = shown_cells.shown(cell)
+            if kind:
+                shown[(cell.row, cell.column - 1)] = (cell.value, text, kind, cell.number_format)
+            texts.append(text)
+        rows.append((row[0].row, texts))
+    book.close()
+    return Table(rows, merged, shown)
+
+
+def _header_at(rows, wanted, spec, path):
+    """The position in `rows` of the header row: dataset.header_row, else the first row that
+    names every wanted column; a missing column is refused with what the header row names."""
+    if spec.header_row is not None:
+        at = next((i for i, (number, _) in enumerate(rows) if number == spec.header_row), None)
+        if at is None:
+            raise DatasetError(f"{_field(spec, 'header_row')}: row {spec.header_row} of {path} is "
+                               "empty or past the table's end; set the number of the row that "
+                               "names the columns")
     else:
-        import openpyxl
-
-        try:
-            book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        except Exception as error:  # zipfile, XML or openpyxl's own errors: not a workbook
-            raise DatasetError(f"{path}: not an xlsx workbook ({error})") from None
-        if sheet is not None and sheet not in book.sheetnames:
-            raise DatasetError(f"config field dataset.sheet = {sheet!r}: {path} has no such sheet; "
-                               f"its sheets are {', '.join(book.sheetnames)}")
-        rows = [[_cell(v) for v in row]
-                for row in book[sheet or book.sheetnames[0]].iter_rows(values_only=True)]
-        book.close()
-    numbered = [(n, [c.strip() for c in row]) for n, row in enumerate(rows, start=1)
-                if any(c.strip() for c in row)]
-    if not numbered:
-        raise DatasetError(f"{path}: the table is empty")
-    return numbered[0][1], numbered[1:]
+        at = next((i for i, (_, cells) in enumerate(rows)
+                   if all(c in cells for c in wanted.values())), 0)
+    for key, column in wanted.items():
+        if column not in rows[at][1]:
+            names = ", ".join(repr(h) for h in rows[at][1] if h) or "nothing"
+            where = (f"row {rows[at][0]} ({_field(spec, 'header_row')}) names {names}"
+                     if spec.header_row is not None else
+                     f"no row names it (its first row names {names}); set it to the header's "
+                     "name for the column, and dataset.header_row to the header's row number "
+                     "if other rows are above it")
+            raise DatasetError(f"{_field(spec, key)}: {path} has no column {column!r}; {where}")
+    return at
 
 
 def read_table(path, spec):
-    """Conversation records from the question/answer (and system) columns of a table."""
-    header, rows = _table_rows(path, spec.sheet)
+    """Conversation records from the question/answer (and system) columns of a table, and notes
+    (warnings) on how it was read."""
+    table = (_csv_table(path, spec.encoding) if path.suffix.lower() == ".csv"
+             else _xlsx_table(path, spec.sheet))
+    rows = [(number, cells) for number, cells in table.rows if any(cells)]
+    if not rows:
+        raise DatasetError(f"{path}: the table is empty")
     wanted = {"question_column": spec.question_column, "answer_column": spec.answer_column}
     if spec.system_column:
         wanted["system_column"] = spec.system_column
-    for key, column in wanted.items():
-        if column not in header:
-            raise DatasetError(f"{_field(spec, key)}: {path} has no column {column!r}; its first "
-                               f"row names {', '.join(repr(h) for h in header if h) or 'nothing'}")
-    index = {key: header.index(column) for key, column in wanted.items()}
+    at = _header_at(rows, wanted, spec, path)
+    notes = []
+    if at and spec.header_row is None:
+        notes.append(f"{path}: row {rows[at][0]} is read as the header row, the first that names "
+                     f"the columns; the {at} non-empty row(s) above it are skipped (set "
+                     f"dataset.header_row: {rows[at][0]} to choose the header yourself)")
+    index = {key: rows[at][1].index(column) for key, column in wanted.items()}
     empty = {key: [] for key in wanted if key != "system_column"}
+    merged, unreadable, shown = [], [], []
     records = []
-    for number, cells in rows:
+    for number, cells in rows[at + 1:]:
         values = {key: cells[i] if i < len(cells) else "" for key, i in index.items()}
-        for key in empty:
-            if not values[key]:
-                empty[key].append(number)
+        for key, i in index.items():
+            found = table.shown.get((number, i))
+            if found:
+                (unreadable if found[2] == shown_cells.UNREADABLE else shown).append(
+                    (number, wanted[key], found))
+            if key in empty and not values[key]:
+                if (number, i) in table.merged:
+                    merged.append(f"row {number}'s {wanted[key]!r} cell is inside the merged "
+                                  f"cell {table.merged[(number, i)]}")
+                else:
+                    empty[key].append(number)
         turn = {"input": values["question_column"], "output": values["answer_column"]}
         if values.get("system_column"):
             turn["system"] = values["system_column"]
         records.append((f"row {number}", {"conversation": [turn]}))
+    if merged:
+        raise DatasetError(f"{path}: {_listed(merged)}, whose value only its first row holds; "
+                           "unmerge those cells (Excel: Merge & Center off) and fill the value "
+                           "into every row, or delete the rows")
     for key, numbers in empty.items():
         if numbers:
             which = (f"row {numbers[0]} has" if len(numbers) == 1
                      else f"rows {_listed(numbers)} have")
             raise DatasetError(f"{path}: {which} an empty {wanted[key]!r} cell "
                                f"({_field(spec, key)}); fill them in or delete those rows")
+    if unreadable:
+        cells = [f"row {n} {column!r} ({found[3]!r})" for n, column, found in unreadable]
+        raise DatasetError(f"{path}: {_listed(cells)}: a number format this reader cannot show "
+                           "as the sheet does (a fraction, scientific notation, a condition); "
+                           "format those cells as Text and type the answer as it should read")
+    if shown:
+        kinds = collections.Counter(found[2] for _, _, found in shown)
+        examples = [f"row {n} {column!r}: {found[0]} -> {found[1]}" for n, column, found in shown]
+        notes.append(f"{path}: {len(shown)} cell(s) read as the sheet shows them, not as stored "
+                     f"({', '.join(f'{kind}: {count}' for kind, count in kinds.items())}): "
+                     f"{_listed(examples)}")
     if not records:
         raise DatasetError(f"{path}: the table has a header row but no records")
-    return records
+    return records, notes
 
 
 # ---- plain text ------------------------------------------------------------------------------
@@ -224,11 +306,11 @@ def text_files(path):
     return [path]
 
 
-def read_documents(path):
+def read_documents(path, encoding="utf-8"):
     """(where, {"text": paragraph}) of every paragraph of a .txt file or a folder of them."""
     documents = []
     for file in text_files(path):
-        paragraphs = _read_text(file).replace("\r\n", "\n").split("\n\n")
+        paragraphs = _read_text(file, encoding).replace("\r\n", "\n").split("\n\n")
         documents += [(f"{file.name} paragraph {n}", {"text": p.strip()})
                       for n, p in enumerate(paragraphs, start=1) if p.strip()]
     if not documents:
@@ -253,25 +335,30 @@ def check_text_records(records, spec):
 def read_source(path, spec, key="path"):
     """(task, format, [(where, record)]) of one data file (or folder of text files); `key` is
     the dataset field that named it."""
+    return read_source_noted(path, spec, key)[:3]
+
+
+def read_source_noted(path, spec, key="path"):
+    """read_source, and the notes (warnings) on how a table was read."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"config field dataset.{key} = {str(path)!r}: file not found")
     suffix = "" if path.is_dir() else path.suffix.lower()
     if path.is_dir() or suffix == ".txt":
-        return "pretrain", "text", read_documents(path)
+        return "pretrain", "text", read_documents(path, spec.encoding), []
     if suffix in TABLE_SUFFIXES:
-        return "qa", "conversation", read_table(path, spec)
+        return ("qa", "conversation", *read_table(path, spec))
     if suffix not in JSON_SUFFIXES:
         raise DatasetError(f"config field dataset.{key} = {str(path)!r}: unknown format "
                            f"{suffix or '(no suffix)'}; use .json/.jsonl (conversations, or "
                            "text for pre-training), .csv/.xlsx (question and answer columns), "
                            ".txt or a folder of .txt files (pre-training)")
-    records = read_records(path)
+    records = read_records(path, spec.encoding)
     first = records[0][1] if records else None
     if (isinstance(first, dict) and spec.text_field in first
             and not {"conversation", "messages"} & first.keys()):
-        return "pretrain", "text", check_text_records(records, spec)
-    return "qa", check_records(records, path), records
+        return "pretrain", "text", check_text_records(records, spec), []
+    return "qa", check_records(records, path), records, []
 
 
 def question_key(record):
@@ -316,7 +403,8 @@ def answer_key(record):
 
 
 def duplicate_warning(records, unit):
-    """A warning when an item occurs more than once, naming how many disagree in their answer."""
+    """A warning when an item occurs more than once (the same question_key: '孕妇 可以吃感冒药吗？' and
+    '孕妇可以吃感冒药吗?' are one question), naming how many disagree in their answer."""
     answers = {}
     for record in records:
         answers.setdefault(question_key(record), []).append(answer_key(record))
@@ -330,14 +418,16 @@ def duplicate_warning(records, unit):
 
 def prepare(spec):
     """Read, check and split the user's data; `spec` has the dataset.* fields (path, test_path,
-    test_size, split_seed, the columns, sheet, text_field), as DataSettings does. Raises
-    DatasetError naming the field and the fix."""
-    task, record_format, found = read_source(spec.path, spec)
+    test_size, split_seed, the columns, sheet, header_row, encoding, text_field), as
+    DataSettings does. Raises DatasetError naming the field and the fix."""
+    task, record_format, found, warnings = read_source_noted(spec.path, spec)
     records = [r for _, r in found]
     unit = "document" if task == "pretrain" else "question"
-    warnings = [w for w in [duplicate_warning(records, unit)] if w]
+    warnings += [w for w in [duplicate_warning(records, unit)] if w]
     if spec.test_path:
-        test_task, test_format, test_found = read_source(spec.test_path, spec, "test_path")
+        test_task, test_format, test_found, test_notes = read_source_noted(spec.test_path, spec,
+                                                                          "test_path")
+        warnings += test_notes
         if (test_task, test_format) != (task, record_format):
             raise DatasetError(f"{_field(spec, 'test_path')}: it holds {test_format} records, the "
                                f"training data {record_format} records; use one format for both")

@@ -26,7 +26,7 @@ def data_settings(**values):
               "format": "conversation", "replay_share": 0.0, "path": None, "test_path": None,
               "test_size": 0.1, "split_seed": 0, "question_column": "question",
               "answer_column": "answer", "system_column": None, "sheet": None,
-              "text_field": "text"}
+              "header_row": None, "encoding": "utf-8", "text_field": "text"}
     return DataSettings(**{**fields, **values})
 
 

@@ -17,7 +17,7 @@ def spec(path, **values):
     """The dataset.* fields with the schema's defaults, as settings.resolve_task passes them."""
     fields = {"path": str(path), "test_path": None, "test_size": 0.1, "split_seed": 0,
               "question_column": "question", "answer_column": "answer", "system_column": None,
-              "sheet": None, "text_field": "text"}
+              "sheet": None, "header_row": None, "encoding": "utf-8", "text_field": "text"}
     return SimpleNamespace(**{**fields, **values})
 
 
@@ -121,7 +121,7 @@ def test_a_table_without_the_named_column_says_which_columns_it_has(tmp_path, wr
     source = writer(tmp_path / f"qa.{'csv' if writer is write_csv else 'xlsx'}",
                     [("q", "a")], header=("Q", "A"))
     with pytest.raises(DatasetError, match="dataset.question_column = 'question'.*has no column "
-                                           "'question'; its first row names 'Q', 'A'"):
+                                           "'question'; no row names it \\(its first row names 'Q', 'A'\\)"):
         prepare(spec(source))
 
 
@@ -218,3 +218,166 @@ def test_the_committed_sample_data_splits_cleanly():
     assert (notes.task, len(notes.test), notes.warnings) == ("pretrain", 30, ())
     chat = prepare(spec(data / "tea_house_chat.jsonl"))
     assert chat.format == "messages"
+
+
+# ---- issue 27: the same question, however typed; sheets as people export them --------------
+
+def tempting_questions():
+    """(concept, question) rows: every concept typed two or three ways that are one question to
+    a reader (spaces between CJK characters, an in-cell line break, full-width letters and
+    punctuation, CJK quotes, case, a space before the question mark), in a shuffled order."""
+    import random
+
+    spellings = [
+        ("孕妇可以吃感冒药{i}吗？", "孕妇 可以吃感冒药{i}吗?", "孕妇\n可以吃感冒药{i} 吗？"),
+        ("“板蓝根{i}”能预防流感吗？", "「板蓝根{i}」 能 预防流感吗?"),
+        ("儿童每天最多吃几粒{i}号药？", "儿童每天最多吃几粒 {i} 号药 ？"),
+        ("Can I take tablet {i} with milk?", "can i take  TABLET {i} with milk ?",
+         "Ｃａｎ I take tablet {i} with milk？"),
+        ("饭后服用{i}，还是饭前？", "饭后服用{i}, 还是饭前?"),
+    ]
+    rows = [(f"{t}-{i}", form.format(i=i)) for t, forms in enumerate(spellings) for i in range(8)
+            for form in forms]
+    random.Random(27).shuffle(rows)
+    return rows
+
+
+def test_the_same_question_typed_differently_never_leaks_into_the_test_set(tmp_path):
+    """Defect (issue 27): '孕妇 可以吃感冒药吗？' and '孕妇可以吃感冒药吗？' were two questions, so a
+    split could train on one and test the other (26 of 200 seeds leaked on a 65-row sheet)."""
+    rows = tempting_questions()
+    concept = {question: c for c, question in rows}
+    source = write_csv(tmp_path / "qa.csv", [(q, f"答案 {c}") for c, q in rows])
+    leaks = []
+    for seed in range(200):
+        prepared = prepare(spec(source, split_seed=seed, test_size=0.2))
+        trained = {concept[r["conversation"][0]["input"]] for r in prepared.train}
+        tested = {concept[r["conversation"][0]["input"]] for r in prepared.test}
+        leaks += [(seed, c) for c in trained & tested]
+        assert len(tested) == 8  # a fifth of the 40 concepts
+    assert leaks == []
+
+
+def test_questions_that_differ_only_in_cjk_spacing_are_one_repeated_question(tmp_path):
+    source = write_csv(tmp_path / "qa.csv", [("孕妇 可以吃感冒药吗？", "不建议自行服用。"),
+                                             ("孕妇可以吃感冒药吗?", "请先咨询医生。"),
+                                             ("Is it safe?", "Yes."), ("儿童用量？", "减半。")])
+    assert prepare(spec(source, test_size=1)).warnings == (
+        "1 questions occur more than once (1 of them with different answers); every copy stays "
+        "on one side of the train/test split",)
+    test = write_csv(tmp_path / "test.csv", [("孕妇可以吃 感冒药吗", "不建议。")])
+    with pytest.raises(DatasetError, match="row 2 also occur in the training data"):
+        prepare(spec(source, test_path=str(test)))
+
+
+def write_messy_xlsx(path, rows, merge=None):
+    """A sheet as people keep them: a merged title row and a blank row above the header."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["药品问答 2026"])
+    sheet.merge_cells("A1:B1")
+    sheet.append([])
+    sheet.append(["问题", "答案"])
+    for row in rows:
+        sheet.append([value for value, _ in row])
+        for cell, (_, number_format) in zip(sheet[sheet.max_row], row):
+            cell.number_format = number_format
+    if merge:
+        sheet.merge_cells(merge)
+    book.save(path)
+    return path
+
+
+GENERAL = "General"
+
+
+def messy_spec(path, **values):
+    return spec(path, question_column="问题", answer_column="答案", **values)
+
+
+def test_xlsx_cells_are_read_as_the_sheet_shows_them_and_the_conversions_are_listed(tmp_path):
+    """Defect (issue 27): a date trained as '2027-06-30 00:00:00', 5 % as 0.05, ¥12.50 as 12.5."""
+    import datetime
+
+    source = write_messy_xlsx(tmp_path / "qa.xlsx", [
+        [("有效期到哪天？", GENERAL), (datetime.datetime(2027, 6, 30), 'yyyy"年"m"月"d"日"')],
+        [("含量是多少？", GENERAL), (0.05, "0%")],
+        [("多少钱一盒？", GENERAL), (12.5, '"¥"#,##0.00')],
+        [("一箱多少粒？", GENERAL), (12000, "#,##0")],
+        [("每次几粒？", GENERAL), (2, GENERAL)],
+        [("几点服用？", GENERAL), (datetime.time(8, 30), "h:mm")],
+    ])
+    task, _, found, notes = user_data.read_source_noted(source, messy_spec(source))
+    assert [r["conversation"][0]["output"] for _, r in found] == [
+        "2027年6月30日", "5%", "¥12.50", "12,000", "2", "8:30"]
+    assert [where for where, _ in found] == ["row 4", "row 5", "row 6", "row 7", "row 8", "row 9"]
+    assert notes[1] == (
+        f"{source}: 5 cell(s) read as the sheet shows them, not as stored (date: 2, percentage: 1, "
+        "currency: 1, thousands separator: 1): row 4 '答案': 2027-06-30 00:00:00 -> 2027年6月30日, "
+        "row 5 '答案': 0.05 -> 5%, row 6 '答案': 12.5 -> ¥12.50, row 7 '答案': 12000 -> 12,000, "
+        "row 9 '答案': 08:30:00 -> 8:30")
+
+
+def test_a_number_format_the_reader_cannot_show_is_refused_by_cell(tmp_path):
+    source = write_messy_xlsx(tmp_path / "qa.xlsx", [
+        [("每次多少片？", GENERAL), (0.5, "# ?/?")], [("浓度？", GENERAL), (12345.0, "0.00E+00")]])
+    with pytest.raises(DatasetError, match="row 4 '答案' \\('# \\?/\\?'\\), row 5 '答案' "
+                                           "\\('0.00E\\+00'\\): a number format this reader cannot "
+                                           "show .* format those cells as Text"):
+        prepare(messy_spec(source))
+
+
+@pytest.mark.parametrize("suffix", ["xlsx", "csv"])
+def test_a_title_and_a_blank_row_above_the_header_are_skipped_and_said(tmp_path, suffix):
+    """Defect (issue 27): "has no column '问题'; its first row names '药品问答 2026'", and no key to
+    name the header row."""
+    rows = [[(f"问题{i}", GENERAL), (f"答案{i}", GENERAL)] for i in range(4)]
+    if suffix == "xlsx":
+        source = write_messy_xlsx(tmp_path / "qa.xlsx", rows)
+    else:
+        source = tmp_path / "qa.csv"
+        source.write_text("药品问答 2026,\n,\n问题,答案\n"
+                          + "".join(f"问题{i},答案{i}\n" for i in range(4)), encoding="utf-8-sig")
+    prepared = prepare(messy_spec(source, test_size=1))
+    assert len(prepared.train) + len(prepared.test) == 4
+    assert prepared.warnings == (f"{source}: row 3 is read as the header row, the first that "
+                                 "names the columns; the 1 non-empty row(s) above it are skipped "
+                                 "(set dataset.header_row: 3 to choose the header yourself)",)
+    assert prepare(messy_spec(source, test_size=1, header_row=3)).warnings == ()
+    with pytest.raises(DatasetError, match="dataset.header_row = '2': row 2 of .* is empty or "
+                                           "past the table's end"):
+        prepare(messy_spec(source, header_row=2))
+    with pytest.raises(DatasetError, match="dataset.question_column = '问题': .* has no column "
+                                           "'问题'; row 1 \\(config field dataset.header_row = "
+                                           "'1'\\) names '药品问答 2026'"):
+        prepare(messy_spec(source, header_row=1))
+
+
+def test_an_empty_cell_inside_a_merged_cell_is_named_as_merged_with_the_fix(tmp_path):
+    """Defect (issue 27): "row 69 has an empty '答案' cell", no word that it is merged."""
+    rows = [[("感冒药能和酒一起吗？", GENERAL), ("不能，服药期间禁酒。", GENERAL)],
+            [("头孢能和酒一起吗？", GENERAL), (None, GENERAL)], [("q", GENERAL), ("a", GENERAL)]]
+    source = write_messy_xlsx(tmp_path / "qa.xlsx", rows, merge="B4:B5")
+    with pytest.raises(DatasetError, match="row 5's '答案' cell is inside the merged cell B4:B5, "
+                                           "whose value only its first row holds; unmerge those "
+                                           "cells .* fill the value into every row"):
+        prepare(messy_spec(source))
+
+
+def test_a_csv_in_another_encoding_is_read_with_dataset_encoding(tmp_path):
+    """Defect (issue 27): GBK was refused with no `encoding` key and no word of 'CSV UTF-8'."""
+    source = tmp_path / "qa.csv"
+    source.write_bytes("问题,答案\r\n孕妇可以吃感冒药吗？,请先咨询医生。\r\n儿童用量？,减半。\r\n"
+                       .encode("gbk"))
+    with pytest.raises(DatasetError, match="not UTF-8 text .*'CSV UTF-8 \\(Comma delimited\\)'.*"
+                                           "set dataset.encoding to the file's encoding"):
+        prepare(messy_spec(source))
+    found = read_source(source, messy_spec(source, encoding="gbk"))[2]
+    assert found[0][1]["conversation"][0] == {"input": "孕妇可以吃感冒药吗？", "output": "请先咨询医生。"}
+    with pytest.raises(DatasetError, match="dataset.encoding = 'gkb': no such text encoding"):
+        prepare(messy_spec(source, encoding="gkb"))
+    with pytest.raises(DatasetError, match="dataset.encoding = 'ascii': .* is not ascii text "
+                                           "\\(byte 0 is 0xce\\)"):
+        prepare(messy_spec(source, encoding="ascii"))
