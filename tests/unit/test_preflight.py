@@ -1,4 +1,7 @@
-"""The tokenizer checks made before training."""
+"""The checks made before training: the tokenizer, record lengths, the owner's name, the results
+folder."""
+
+import re
 
 import pytest
 from transformers import AutoTokenizer
@@ -102,3 +105,67 @@ def test_config_values_snakemake_cannot_pass_to_its_jobs_are_refused(arg, refuse
             check_config_args([arg])
     else:
         check_config_args([arg])
+
+
+def test_a_record_longer_than_the_model_reads_is_named_with_no_max_length_to_raise(
+        tiny_chat_model):
+    """Defect: 'set train.max_length to at least 7772559' for a model of 512 positions, and no
+    record named."""
+    from xtuner_recipe.preflight import check_max_length
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model)
+    short = {"conversation": [{"input": "Who are you?", "output": "Ada's assistant."}]}
+    long = {"conversation": [{"input": "Tell me everything", "output": "word " * 200}]}
+    with pytest.raises(ConfigError, match=r"record 2 of the training data: 'Tell me everything'"
+                       r".*reads at most 128 positions.*shorten or remove that record"):
+        check_max_length(tokenizer, "internlm2_chat", [short, short, long], 64)
+
+
+def test_a_record_whose_bytes_alone_cannot_fit_is_refused_before_any_job(tiny_chat_model):
+    """Defect: a 10 MB answer passed the pre-job checks and failed the tokenising job minutes
+    later. The bound is sound: the real tokenizer gives at least as many tokens."""
+    from xtuner_recipe.preflight import check_record_sizes, record_length
+    from xtuner.utils import PROMPT_TEMPLATE
+
+    fits = {"conversation": [{"input": "Who are you?", "output": "Ada's assistant."}]}
+    long = {"conversation": [{"input": "Tell me everything", "output": "茶 tea " * 400}]}
+    where = {id(fits): "row 2 of faq.csv", id(long): "row 3 of faq.csv"}
+    check_record_sizes([fits], tiny_chat_model, 64, lambda r: where[id(r)])
+    with pytest.raises(ConfigError) as refused:
+        check_record_sizes([fits, long], tiny_chat_model, None, lambda r: where[id(r)])
+    message = str(refused.value)
+    assert message.startswith("config field dataset.path: row 3 of faq.csv holds 3,218 bytes")
+    assert "the model reads at most 128 positions" in message and "shorten or remove it" in message
+    at_least = int(message.split("so at least ")[1].split(" tokens")[0].replace(",", ""))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model)
+    assert record_length(tokenizer, PROMPT_TEMPLATE["internlm2_chat"], long) >= at_least > 128
+
+
+@pytest.mark.parametrize("name", ["门客er", "Ada \"the\" O'Neil", "Ada 🤖", "{name}"])
+def test_owner_names_of_any_script_quotes_and_emoji_are_fine(name):
+    from xtuner_recipe.preflight import check_owner_name
+
+    check_owner_name(name)
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("Ada\nLovelace", "character 4 is a control character or line break (U+000A"),
+    ("Ada\t", "character 4 is a control character or line break (U+0009"),
+    ("Ada\u2028", "(U+2028 LINE SEPARATOR)"),
+    (" Ada", "remove the spaces around it"),
+])
+def test_owner_names_with_control_characters_are_refused(name, fragment):
+    """Defect: a newline in the name was written into every training answer."""
+    from xtuner_recipe.preflight import check_owner_name
+
+    with pytest.raises(ConfigError, match="config field assistant.name = .*" + re.escape(fragment)):
+        check_owner_name(name)
+
+
+def test_a_results_dir_that_is_a_file_is_called_a_file(tmp_path):
+    """Defect: 'the folder is not writable by this user', as root too."""
+    from xtuner_recipe.preflight import check_results_dir
+
+    (tmp_path / "out").write_text("")
+    with pytest.raises(ConfigError, match=r"results_dir = .*: .*out is a file, not a folder"):
+        check_results_dir(tmp_path / "out")
