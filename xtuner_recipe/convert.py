@@ -11,6 +11,7 @@ plain `generate()` with the chat template ends its answer.
 """
 
 import argparse
+import collections
 import json
 import shutil
 import subprocess
@@ -37,11 +38,40 @@ def choose_checkpoint(final_record, choice):
     return wanted
 
 
-def run_tool(args):
+# How a full disk shows in the tools' errors (safetensors' Rust writer, Python's OSError).
+NO_SPACE = ("No space left on device", "os error 28", "[Errno 28]")
+
+
+def run_tool(args, out, needed=None):
+    """Run one xtuner tool writing `out`; a full disk is said as such, with the space `needed`
+    (bytes) where it is known. The tool's own error stays in the log above the recipe's line."""
     command = [sys.executable, "-m", "xtuner_recipe.xtuner_entry", *args]
     log(" ".join(command))
-    if subprocess.call(command) != 0:
-        fail(f"xtuner {args[0]} failed")
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace") as tool:
+        tail = collections.deque(maxlen=40)
+        for line in tool.stderr:  # into the log as it comes
+            sys.stderr.write(line)
+            tail.append(line)
+    if tool.returncode == 0:
+        return
+    if any(sign in "".join(tail) for sign in NO_SPACE):
+        shutil.rmtree(out, ignore_errors=True)  # the half-written folder only takes space
+        free = shutil.disk_usage(Path(out).parent).free
+        fail(f"xtuner {args[0]} ran out of disk space writing {out} ({megabytes(free)} free "
+             f"there now" + (f"; it needs about {megabytes(needed)}" if needed else "") +
+             "): free space on that disk or set results_dir to a larger one, then run again; "
+             "the published result is untouched")
+    fail(f"xtuner {args[0]} failed (its error is above)")
+
+
+def megabytes(size):
+    return f"{size / 1e6:,.1f} MB"
+
+
+def weights_size(model_dir):
+    """Bytes of a model folder's weight files: about what a merged copy of it takes."""
+    return sum(p.stat().st_size for pattern in ("*.safetensors", "*.bin")
+               for p in Path(model_dir).glob(pattern))
 
 
 def require(folder, names, step):
@@ -118,7 +148,7 @@ def generation_and_ids(model_dir, markers):
 def adapter(config, final_path, checkpoint, out, method):
     record = json.loads(Path(final_path).read_text())
     source = choose_checkpoint(record, checkpoint)
-    run_tool(["pth_to_hf", config, str(source), out, "--safe-serialization"])
+    run_tool(["pth_to_hf", config, str(source), out, "--safe-serialization"], out)
     if method == "full":
         require(out, ["config.json", "*.safetensors"], "pth_to_hf")
     else:
@@ -132,7 +162,7 @@ def merge(base, adapter_dir, out, max_shard_size, device, method, template_name)
         shutil.copytree(adapter_dir, out)
     else:
         run_tool(["merge", base, adapter_dir, out, "--max-shard-size", max_shard_size,
-                  "--device", device, "--safe-serialization"])
+                  "--device", device, "--safe-serialization"], out, weights_size(base))
     require(out, ["config.json", "*.safetensors", "tokenizer_config.json"], "merge")
     stop_at_turn_end(out, template_name)
 

@@ -127,3 +127,36 @@ def test_turn_end_ids_come_from_the_tokenizer_files_or_else_from_transformers(ti
     stop_at_turn_end(model, "internlm2_chat")
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in \
         GenerationConfig.from_pretrained(model).eos_token_id
+
+
+def test_a_full_disk_during_merge_is_said_with_the_space_needed(tiny_chat_model, tmp_path):
+    """Defect: a full disk surfaced as 'SafetensorError ... os error 28' and 'xtuner merge
+    failed'. The real merge writes onto a 64 kB tmpfs in a private mount namespace."""
+    import subprocess
+    import sys
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no private mount namespace here (unshare -rm)")
+    adapter = tmp_path / "adapter"
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
+                   LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    small = tmp_path / "small"
+    small.mkdir()
+    merge = ("from xtuner_recipe.convert import merge\n"
+             f"merge({str(tiny_chat_model)!r}, {str(adapter)!r}, {str(small / 'merged')!r}, "
+             "'2GB', 'cpu', 'lora', 'internlm2_chat')")
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=64k tmpfs "$1" && exec "$2" -c "$3"',
+         "sh", str(small), sys.executable, merge], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    needed = sum(p.stat().st_size for p in tiny_chat_model.glob("*.safetensors")) / 1e6
+    assert last.startswith(f"[xtuner-recipe] xtuner merge ran out of disk space writing "
+                           f"{small / 'merged'} ("), result.stderr[-3000:]
+    assert f"it needs about {needed:,.1f} MB" in last
+    assert "the published result is untouched" in last
+    assert "os error 28" in result.stderr or "No space left" in result.stderr  # the tool's own
+    print(last)
