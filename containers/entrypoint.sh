@@ -73,6 +73,14 @@ case ${1:-} in
         exec python -m xtuner_recipe.webapp "$RUNS/results" --host 0.0.0.0 "$@"
         ;;
     "" | -*)
+        # The image's own /runs is thrown away with the container (--rm): refuse to train there.
+        if [[ $RUNS == /runs ]] && ! awk '$5 == "/runs" { found = 1 } END { exit !found }' \
+            /proc/self/mountinfo; then
+            echo "[xtuner-recipe] /runs is not a mount: the run would be lost with the container." \
+                "Add a folder of yours: mkdir -p out && docker run --user \"\$(id -u):\$(id -g)\"" \
+                "-v \"\$PWD/out:/runs\" IMAGE (--help lists the rest)" >&2
+            exit 2
+        fi
         if [[ ! -d $RUNS || ! -w $RUNS ]]; then
             echo "[xtuner-recipe] $RUNS is not a folder that uid $(id -u) can write." \
                 "Mount one: mkdir -p out && docker run --user \"\$(id -u):\$(id -g)\" -v \"\$PWD/out:$RUNS\" IMAGE" >&2

@@ -203,6 +203,15 @@ def test_a_runs_folder_the_uid_cannot_write_is_named_with_the_fix(cpu_image, tmp
     assert '--user "$(id -u):$(id -g)"' in proc.stderr
 
 
+def test_a_run_without_a_runs_mount_is_refused_naming_the_volume(cpu_image):
+    """Defect: `docker run IMAGE` trained into the container's own /runs, which --rm threw away.
+    (The issue's own command: no volume, no arguments.)"""
+    proc = docker("run", "--rm", "--network=none", cpu_image, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "/runs is not a mount: the run would be lost with the container" in proc.stderr
+    assert '-v "$PWD/out:/runs"' in proc.stderr
+
+
 def test_the_documented_engine_only_build_and_test_commands(cpu_image):
     """README's container-only CI pair, run as written, but for the base: Docker Hub cannot be
     reached here, so the build gets the local debootstrap base as BASE_IMAGE. The build gives the
