@@ -152,7 +152,9 @@ def check_max_length(tokenizer, template_name, records, max_length):
     from xtuner.utils import PROMPT_TEMPLATE
 
     template = PROMPT_TEMPLATE[template_name]
-    distinct = {json.dumps(r, sort_keys=True, ensure_ascii=False): i for i, r in enumerate(records)}
+    distinct = {}  # each distinct record once, by its first index
+    for i, record in enumerate(records):
+        distinct.setdefault(json.dumps(record, sort_keys=True, ensure_ascii=False), i)
     longest, index = max((record_length(tokenizer, template, records[i]), i)
                          for i in distinct.values())
     if longest > max_length:
