@@ -3,10 +3,9 @@
 import hashlib
 import time
 
-from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from xtuner_recipe import preflight, slurm, user_data
+from xtuner_recipe import preflight, run_control, slurm, user_data
 from xtuner_recipe import settings as recipe_settings
 from xtuner_recipe.messages import LOG_PREFIX, ConfigError
 
@@ -18,22 +17,38 @@ def build_settings(user_config):
         built = recipe_settings.build(user_config, workflow.basedir)
         preflight.check_results_dir(built.layout.results_dir)
     except (ConfigError, user_data.DatasetError) as error:
-        raise WorkflowError(str(error)) from None
+        refuse(error)
     for warning in built.warnings:
         logger.warning(f"{LOG_PREFIX} warning: {warning}")
     return built
 
 
+def refuse(error):
+    """Stop before any job with the recipe's own line first (a WorkflowError would lead with
+    Snakemake's 'WorkflowError in file .../common.smk, line N:')."""
+    logger.error(f"{LOG_PREFIX} {error}")
+    raise SystemExit(1)
+
+
 SETTINGS = build_settings(config)
 LAYOUT = SETTINGS.layout
 STARTED = time.time()
+# The main Snakemake process only: a job's own Snakemake (Slurm, a subprocess) runs inside a run
+# that holds the folder, and a dry run writes nothing (Snakemake only warns about locks there).
+if workflow.is_main_process and not workflow.output_settings.dryrun:
+    try:
+        FOLDER_HELD = run_control.hold_folder(LAYOUT.run_name, logger.warning)
+    except ConfigError as error:
+        refuse(error)
 
 
 onstart:
     try:
         slurm.check_executor(workflow.executor_plugin.name, SETTINGS.train.launcher)
     except ConfigError as error:
-        raise WorkflowError(str(error)) from None
+        refuse(error)
+    # after Snakemake set its own handlers: ours pass the signal on first
+    run_control.pass_stop_signals_to_jobs(logger.warning)
 
 
 onerror:
@@ -43,6 +58,9 @@ onerror:
     )
     for quote in slurm.failed_job_logs(logdir, STARTED, LAYOUT.log):
         logger.error(quote)
+    # last: what failed and the fix, in the recipe's words (tracebacks stay in the logs above)
+    for line in run_control.failed_jobs_last_lines(log):
+        logger.error(line)
 
 
 onsuccess:

@@ -1,5 +1,7 @@
-"""Stop training cleanly when told to: on SIGTERM (a preemption, a kill, Slurm's end of job) or
-SIGUSR1 (what the Slurm profile asks for ahead of the time limit), every rank finishes its
+"""Stop training cleanly when told to: on SIGTERM (a preemption, a kill, Slurm's end of job, and
+what the workflow passes on when it is stopped: xtuner_recipe.run_control), SIGINT (Ctrl-C, which
+the terminal sends to every process of the run) or SIGUSR1 (what the Slurm profile asks for
+ahead of the time limit), every rank finishes its
 iteration, the checkpoint of that iteration is saved, and training exits with EXIT_STATUS. The
 next run of the same attempt resumes from it, so nothing trained is lost.
 
@@ -17,7 +19,7 @@ from pathlib import Path
 STOPPED = "stopped_on_signal.json"
 # EX_TEMPFAIL: stopped on request, run again to go on.
 EXIT_STATUS = 75
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 def __getattr__(name):

@@ -1,5 +1,6 @@
 """Run the real Snakemake workflow of the repository from a scratch folder."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -91,3 +92,19 @@ def rule_commands():
             if match:
                 commands[rule] = match.group(1)
     return commands
+
+
+@contextlib.contextmanager
+def another_run_holding(workdir):
+    """A live process holding `workdir` as a run of the recipe does (run_name 'other'), started
+    here and stopped by its PID."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom xtuner_recipe import run_control\n"
+         "held = run_control.hold_folder('other', print)\nprint('held', flush=True)\n"
+         "time.sleep(300)"], cwd=workdir, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

@@ -364,15 +364,25 @@ def descendants(pid):
     return found
 
 
-def test_a_signalled_training_saves_where_it_is_and_resumes_there(tmp_path, shared_results,
+# How a run is told to stop -> the signal and whom it is sent to.
+STOPS = {
+    "SIGUSR1 to the training": signal.SIGUSR1,  # Slurm's warning before the time limit
+    "SIGTERM to snakemake": signal.SIGTERM,  # docker stop, timeout, a CI cancel, systemd
+    "Ctrl-C": signal.SIGINT,  # the terminal signals the whole foreground process group
+}
+
+
+@pytest.mark.parametrize("stop", STOPS)
+def test_a_signalled_training_saves_where_it_is_and_resumes_there(stop, tmp_path, shared_results,
                                                                   local_run):
-    """SIGUSR1 (Slurm's warning before the time limit; SIGTERM works the same): training saves
-    the iteration it reached and stops; the rerun resumes there and loses nothing, though no
-    periodic checkpoint was due (save_steps 1000; xtuner's sample chat, which draws random
-    numbers, runs at each periodic save: the e2e run's losses differ from step 85 on, within the
-    tolerance)."""
-    overrides = {**variant("preempt"), "results_dir": str(shared_results)}
-    run_dir = shared_results / "preempt"
+    """Told to stop, training saves the iteration it reached and stops, Snakemake releases its
+    lock; the rerun (no --unlock) resumes there and loses nothing, though no periodic checkpoint
+    was due (save_steps 1000; xtuner's sample chat, which draws random numbers, runs at each
+    periodic save: the e2e run's losses differ from step 85 on, within the tolerance). Snakemake
+    itself passes no signal on to its jobs: the workflow does."""
+    run_name = "preempt-" + stop.split()[0].lower()
+    overrides = {**variant("preempt"), "run_name": run_name, "results_dir": str(shared_results)}
+    run_dir = shared_results / run_name
     command = snakemake_command(tmp_path, write_overrides(tmp_path, overrides))
     console = tmp_path / "first-run.out"
     with console.open("w") as out:
@@ -385,15 +395,22 @@ def test_a_signalled_training_saves_where_it_is_and_resumes_there(tmp_path, shar
                        run_dir.glob("attempts/*/*/vis_data/scalars.json")
                        for line in f.read_text().splitlines() if '"loss"' in line), default=0)
         time.sleep(0.2)
-    # the training wrapper (python -m xtuner_recipe.train), not the shell that started it
-    wrapper = next(pid for pid in descendants(first.pid) if b"-m\x00xtuner_recipe.train\x00"
-                   in Path(f"/proc/{pid}/cmdline").read_bytes())
-    os.kill(wrapper, signal.SIGUSR1)
+    number = STOPS[stop]
+    if number == signal.SIGUSR1:
+        # the training wrapper (python -m xtuner_recipe.train), not the shell that started it
+        os.kill(next(pid for pid in descendants(first.pid) if b"-m\x00xtuner_recipe.train\x00"
+                     in Path(f"/proc/{pid}/cmdline").read_bytes()), number)
+    elif number == signal.SIGTERM:
+        os.kill(first.pid, number)
+    else:
+        os.killpg(first.pid, number)  # our own session: snakemake and everything it started
     assert first.wait(timeout=300) != 0
     output = console.read_text()
+    name = signal.Signals(number).name
     stopped = read_json(next(run_dir.glob("attempts/*/stopped_on_signal.json")))
-    assert stopped["signal"] == "SIGUSR1" and stopped["iteration"] >= reached
-    assert f"training stopped on SIGUSR1 after saving iteration {stopped['iteration']}" in output
+    assert stopped["signal"] == name and stopped["iteration"] >= reached, output[-3000:]
+    assert f"training stopped on {name} after saving iteration {stopped['iteration']}" in output
+    assert not list((tmp_path / ".snakemake" / "locks").glob("*.lock")), "the lock was kept"
     assert not published(run_dir).exists()
 
     second = snakemake(tmp_path, overrides)
@@ -402,7 +419,8 @@ def test_a_signalled_training_saves_where_it_is_and_resumes_there(tmp_path, shar
     assert [Path(r).name for r in final["resumed_from"]] == [f"iter_{stopped['iteration']}.pth"]
     assert final["iteration"] == 160 and final["segments"] == 2
     assert final["stopped_on_signal"] == [stopped]
-    print(f"signalled at iteration >= {reached}, saved {stopped['iteration']}, resumed there")
+    print(f"{stop}: signalled at iteration >= {reached}, saved {stopped['iteration']}, "
+          "resumed there, rerun without --unlock")
     assert_taught(run_dir)
     assert_resumed_like_uninterrupted(run_dir, loss_series(local_run[2]), stopped["iteration"])
 
