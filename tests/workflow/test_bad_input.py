@@ -1,9 +1,12 @@
 """Bad input stops the real workflow before any job runs, with a message that names the field and
 the fix, and leaves what was already built untouched."""
 
+import json
+import re
+
 import pytest
 
-from harness.workflow import snakemake, variant
+from harness.workflow import another_run_holding, snakemake, variant
 
 
 @pytest.fixture
@@ -26,6 +29,9 @@ def assert_refused(result, *fragments):
     for fragment in fragments:
         assert fragment in output, output[-3000:]
     assert "Job stats" not in output  # stopped while parsing: no job was scheduled
+    # the recipe's own line leads, not Snakemake's 'WorkflowError in file .../common.smk, line N:'
+    assert "WorkflowError" not in output and re.search(r"^\[xtuner-recipe\] (?!warning)",
+                                                       output, re.M), output
 
 
 @pytest.mark.parametrize("case", variant("bad-config"), ids=lambda case: str(case["config"]))
@@ -90,6 +96,44 @@ def test_text_that_is_not_utf8_is_refused(tmp_path):
     assert_refused(result, "notes.txt: not UTF-8 text", "save the file as UTF-8")
 
 
+def test_a_gbk_csv_names_excels_utf8_save_type_and_reads_with_dataset_encoding(tmp_path):
+    """Issue 27: GBK was refused with no `encoding` key and no word of Excel's 'CSV UTF-8'."""
+    sheet = tmp_path / "faq.csv"
+    sheet.write_bytes(("question,answer\r\n" + "".join(f"问题{i},答案{i}\r\n" for i in range(20)))
+                      .encode("gbk"))
+    recipe = {"recipe": "smollm2-135m-instruct/qa_lora_cpu"}
+    assert_refused(run_bad(tmp_path, {**recipe, "dataset": {"path": str(sheet)}}),
+                   "faq.csv: not UTF-8 text", "'CSV UTF-8 (Comma delimited)'",
+                   "set dataset.encoding to the file's encoding")
+    result = run_bad(tmp_path, {**recipe, "dataset": {"path": str(sheet), "encoding": "gbk"}})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_a_messy_sheet_names_its_merged_cell_then_says_which_row_is_its_header(tmp_path):
+    """Issue 27: a title row above the header was refused with no key to fix it, and an empty
+    cell of a merged answer was not called merged."""
+    import openpyxl
+
+    def save(merge):
+        book = openpyxl.Workbook()
+        for row in [["药品问答 2026"], [], ["问题", "答案"]] + [[f"问题{i}", f"答案{i}"]
+                                                                 for i in range(20)]:
+            book.active.append(row)
+        if merge:
+            book.active["B5"] = None
+            book.active.merge_cells("B4:B5")
+        book.save(tmp_path / "faq.xlsx")
+        return {"recipe": "smollm2-135m-instruct/qa_lora_cpu",
+                "dataset": {"path": str(tmp_path / "faq.xlsx"), "question_column": "问题",
+                            "answer_column": "答案"}}
+
+    assert_refused(run_bad(tmp_path, save(merge=True)),
+                   "row 5's '答案' cell is inside the merged cell B4:B5", "unmerge those cells")
+    result = run_bad(tmp_path, save(merge=False))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "row 3 is read as the header row" in result.stdout + result.stderr
+
+
 def test_duplicate_questions_are_a_warning_and_stay_on_one_side(tmp_path):
     rows = [("question", "answer")] + [(f"q{i}", f"a{i}") for i in range(20)] + [("q3", "other")]
     result = run_bad(tmp_path, {"recipe": "smollm2-135m-instruct/qa_lora_cpu",
@@ -116,6 +160,52 @@ def test_a_results_dir_that_cannot_be_written(tmp_path):
     (tmp_path / "a-file").write_text("in the way")
     assert_refused(run_bad(tmp_path, {"results_dir": "a-file/results"}),
                    "config field results_dir = 'a-file/results'", "choose a folder")
+
+
+def test_an_over_long_record_is_named_before_any_job(tmp_path):
+    """Defect: 20,000 records with one 10 MB answer passed the pre-job checks; the tokenising job
+    failed minutes later naming no record, and asked for a max_length the model cannot read."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 512}')
+    vocab = {chr(c): c for c in range(33, 127)}  # one byte per token at most
+    (model / "tokenizer.json").write_text(json.dumps({"model": {"vocab": vocab}}))
+    pairs = [(f"q{i}", "x" * 1_000_000 if i == 57 else f"a{i}") for i in range(200)]
+    path = tmp_path / "chats.jsonl"
+    path.write_text("".join(json.dumps({"conversation": [{"input": q, "output": a}]}) + "\n"
+                            for q, a in pairs))
+    result = run_bad(tmp_path, {"recipe": "internlm-chat-7b/qa_qlora_zero2",
+                                "train": {"method": "lora", "deepspeed": None},
+                                "model": {"path": str(model)}, "dataset": {"path": str(path)}})
+    assert_refused(result, f"config field dataset.path: line 58 of {path} holds 1,000,003 bytes",
+                   "at least 1,000,003 tokens", "the model reads at most 512 positions",
+                   "shorten or remove it")
+
+
+def test_an_owner_name_with_a_line_break_is_refused(tmp_path):
+    """Defect: the newline was written into every training answer."""
+    assert_refused(run_bad(tmp_path, {"assistant": {"name": "Ada\nLovelace"}}),
+                   "config field assistant.name = 'Ada\\nLovelace'",
+                   "character 4 is a control character or line break")
+
+
+def test_a_results_dir_that_is_a_file(tmp_path):
+    """Defect: said 'the folder is not writable by this user' (as root too)."""
+    (tmp_path / "a-file").write_text("in the way")
+    assert_refused(run_bad(tmp_path, {"results_dir": "a-file"}),
+                   "config field results_dir = 'a-file'", "is a file, not a folder")
+
+
+def test_a_second_run_in_the_same_folder_names_the_live_one_and_waits(tmp_path):
+    """Defect: Snakemake's lock message named the checkout and advised --unlock, which would
+    break the live run."""
+    with another_run_holding(tmp_path) as other:
+        result = snakemake(tmp_path, {"recipe": "tiny-internlm2/lora_cpu", "run_name": "mine",
+                                      "results_dir": "results"}, "--until", "data")
+        planned = run_bad(tmp_path, {})
+    assert planned.returncode == 0, planned.stderr[-3000:]  # a dry run writes nothing: let through
+    assert_refused(result, f"another run is using this folder ({tmp_path}): pid {other.pid}",
+                   "run_name other", "Wait for it to finish", "Do not use --unlock")
 
 
 def test_a_config_value_snakemake_cannot_hand_to_its_jobs(tmp_path):
