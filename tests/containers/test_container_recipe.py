@@ -256,3 +256,41 @@ def test_recipe_under_sdm_apptainer_standin(sandbox, host_run, tmp_path_factory)
     assert_taught(run_dir, "stand-in")
     _assert_same_artifacts(run_dir, host_run, "stand-in")
     print(f"\nstand-in jobs: {[(r['command'][2].split('python -m ')[1].split()[0], r['seconds']) for r in records]}")
+
+
+def test_docker_stop_saves_the_training_and_the_same_docker_run_resumes_it(cpu_image, tmp_path):
+    """Defect: SIGTERM to Snakemake (what `docker stop` sends to the container's first process)
+    was not passed on: training ran on unsaved until Docker's kill. Now it saves where it is, the
+    run exits within the grace period, and the same `docker run` resumes there (no --unlock)."""
+    work = tmp_path / "runs"
+    work.mkdir()
+    os.chown(work, UID, UID)
+    write_overrides(work, {**variant("preempt"), "results_dir": "results"})
+    run_dir = work / "results" / "preempt"
+    name = f"xtuner-recipe-stop-{os.getpid()}"
+    args = ["--network=none", "--user", f"{UID}:{UID}", "--mount",
+            f"type=bind,source={work},target=/runs", cpu_image,
+            "--configfile", "/runs/config.override.yaml"]
+    docker("run", "-d", "--name", name, *args)
+    try:
+        deadline, reached = time.time() + 900, 0
+        while reached < 40:
+            assert time.time() < deadline, docker("logs", name, check=False).stderr[-3000:]
+            reached = max((json.loads(line)["step"] for f in
+                           run_dir.glob("attempts/*/*/vis_data/scalars.json")
+                           for line in f.read_text().splitlines() if '"loss"' in line), default=0)
+            time.sleep(0.5)
+        docker("stop", "-t", "120", name)
+        status = docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip()
+    finally:
+        docker("rm", "-f", name, check=False)  # the one container this test started, by name
+    stopped = read_json(next(run_dir.glob("attempts/*/stopped_on_signal.json")))
+    assert stopped["signal"] == "SIGTERM" and stopped["iteration"] >= reached, status
+    assert status != "137", "killed at the end of the grace period, not stopped"
+    assert not list((work / ".snakemake" / "locks").glob("*.lock"))
+    docker("run", "--rm", *args, "--until", "train", timeout=1800)  # the rest: container_run's
+    final = read_json(build_dir(run_dir) / "train" / "final_checkpoint.json")
+    assert [Path(r).name for r in final["resumed_from"]] == [f"iter_{stopped['iteration']}.pth"]
+    assert final["iteration"] == 160 and final["segments"] == 2
+    print(f"docker stop: exit status {status}, saved iteration {stopped['iteration']} "
+          f"(reached >= {reached}), resumed there, no --unlock")
