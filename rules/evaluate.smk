@@ -13,6 +13,8 @@ rule evaluate:
     log:
         LAYOUT.log("evaluate"),
     shell:
-        "python -m xtuner_recipe.evaluate --settings {input.settings:q} --merged {input.merged:q}"
+        # fd 3 is the terminal (the job's log under Slurm): prompts answered so far
+        "XTUNER_RECIPE_PROGRESS_FD=3 python -m xtuner_recipe.evaluate"
+        " --settings {input.settings:q} --merged {input.merged:q}"
         " --dataset {input.dataset:q} --test-set {input.test_set:q} --out {output:q}"
-        " > {log:q} 2>&1"
+        " 3>&2 > {log:q} 2>&1"

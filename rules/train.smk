@@ -22,7 +22,9 @@ rule train:
     params:
         deepspeed=f"--deepspeed {LAYOUT.deepspeed_json}" if SETTINGS.deepspeed else "",
     shell:
-        "python -m xtuner_recipe.train --settings {input.settings:q} --config {input.config:q}"
+        # fd 3 is the terminal (the job's log under Slurm): a progress line per logged iteration
+        "XTUNER_RECIPE_PROGRESS_FD=3 python -m xtuner_recipe.train --settings {input.settings:q}"
+        " --config {input.config:q}"
         " --tokenized {input.tokenized:q} --effective {input.effective:q}"
         " --final {output.final:q} --scalars {output.scalars:q}"
-        " {params.deepspeed} > {log:q} 2>&1"
+        " {params.deepspeed} 3>&2 > {log:q} 2>&1"

@@ -72,16 +72,19 @@ class ChatModel:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token_id = self.stop_ids[0]
 
-    def answers(self, prompts, batch_size=16):
+    def answers(self, prompts, batch_size=16, on_batch=None):
         """Greedy answers to `prompts`, in order."""
         return self.complete([build_prompt(self.template_name, self.system, p) for p in prompts],
-                             batch_size)
+                             batch_size, on_batch)
 
-    def complete(self, texts, batch_size=16):
-        """Greedy continuations of prompt texts (build_prompt's), in order."""
+    def complete(self, texts, batch_size=16, on_batch=None):
+        """Greedy continuations of prompt texts (build_prompt's), in order; `on_batch(done,
+        total)` after each batch."""
         replies = []
         for start in range(0, len(texts), batch_size):
             replies += self._batch(texts[start:start + batch_size])
+            if on_batch:
+                on_batch(len(replies), len(texts))
         return replies
 
     def answer(self, prompt):

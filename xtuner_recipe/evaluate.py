@@ -23,8 +23,8 @@ import json
 import time
 from pathlib import Path
 
-from xtuner_recipe import preflight, scoring, text_metrics
-from xtuner_recipe.messages import log
+from xtuner_recipe import choice_eval, preflight, scoring, text_metrics
+from xtuner_recipe.messages import log, progress
 from xtuner_recipe.settings import read_stage
 
 TRAIN_PROMPTS_SHOWN = 20
@@ -54,11 +54,12 @@ def evaluate(run, merged, dataset, test_set):
     training = run.training_prompts or training_prompts(dataset)
     prompts = {"training": training, "heldout": run.heldout_identity_prompts,
                "unrelated": run.unrelated_prompts}
-    answers, general, perplexity, seconds = {}, {}, {}, {}
+    answers, general, perplexity, choice, seconds = {}, {}, {}, {}, {}
     for label, chat in models(run, merged):
         started = time.time()
-        answers[label] = {group: chat.answers(texts) for group, texts in prompts.items()}
-        general[label], perplexity[label] = ask_general(chat, run)
+        answers[label] = {group: chat.answers(texts, on_batch=answered(f"{label} model, {group}"))
+                          for group, texts in prompts.items()}
+        general[label], perplexity[label], choice[label] = ask_general(chat, run, label)
         seconds[label] = time.time() - started
         log(f"{label} model answered {sum(map(len, prompts.values())) + len(general[label])} "
             f"prompts in {seconds[label]:.0f} s")
@@ -72,7 +73,7 @@ def evaluate(run, merged, dataset, test_set):
         groups[group] = judged(items)
     groups["general"] = general_group(run, general)
     return {"task": "identity", "name": run.name, "prompt_template": run.prompt_template,
-            "system": run.system, "groups": groups, "perplexity": perplexity,
+            "system": run.system, "groups": groups, "perplexity": perplexity, "choice": choice,
             "generation_s": {m: round(s, 1) for m, s in seconds.items()}}
 
 
@@ -93,28 +94,29 @@ def general_group(run, answers):
         item = {"prompt": question["question"], "id": question["id"], "lang": question["lang"],
                 "accepted": question["accepted"], "base": base, "merged": merged}
         for model in ("base", "merged"):
-            item[f"{model}_pass"] = scoring.general_correct(item[model], question["accepted"])
+            item[f"{model}_pass"] = scoring.general_correct(item[model], question, run.name)
         items.append(item)
     return judged(items)
 
 
 def test_items(records, limit):
-    """(system, history, prompt, reference) of the first `limit` distinct test questions: the last
-    assistant turn is the reference, the turns before it the history."""
-    from xtuner_recipe.user_data import question_key
-
-    items, seen = [], set()
+    """(system, history, prompt, references) of the first `limit` distinct test questions: the
+    last assistant turn is a reference answer, the turns before it the history. A question asked
+    again (the same turns before the answer, normalised) adds its answer to the references."""
+    items = {}
     for record in records:
-        if question_key(record) in seen:
-            continue
-        seen.add(question_key(record))
         turns = preflight.record_turns(record)
         *earlier, (_, prompt, reference) = turns
-        items.append({"system": turns[0][0] or None, "history": [[q, a] for _, q, a in earlier],
-                      "prompt": prompt, "reference": reference})
-        if len(items) == limit:
-            break
-    return items
+        asked = tuple(map(text_metrics.normalise, [t for _, q, a in earlier for t in (q, a)]
+                          + [prompt]))
+        if asked not in items:
+            if len(items) < limit:
+                items[asked] = {"system": turns[0][0] or None, "prompt": prompt,
+                                "history": [[q, a] for _, q, a in earlier],
+                                "references": [reference]}
+        elif not text_metrics.exact_match(reference, items[asked]["references"]):
+            items[asked]["references"].append(reference)
+    return list(items.values())
 
 
 def models(run, merged):
@@ -125,20 +127,34 @@ def models(run, merged):
         yield label, ChatModel(path, run.prompt_template, run.system, run.max_new_tokens)
 
 
-def ask_general(chat, run):
-    """The answers to the general-knowledge questions, and the perplexity of the held-out general
-    text: what a fine-tune must not break."""
+def ask_general(chat, run, label):
+    """What a fine-tune must not break: the answers to the open general-knowledge questions, the
+    perplexity of the held-out general text, and the multiple-choice tasks of lm-evaluation-
+    harness (xtuner_recipe.choice_eval), each task's accuracy with every item's choice."""
     chat.max_new_tokens = min(run.max_new_tokens, GENERAL_MAX_NEW_TOKENS)
-    answers = chat.answers([q["question"] for q in run.general_knowledge])
+    answers = chat.answers([q["question"] for q in run.general_knowledge],
+                           on_batch=answered(f"{label} model, open general questions"))
     chat.max_new_tokens = run.max_new_tokens
-    return answers, scoring.perplexity(chat.model, chat.tokenizer, run.heldout_text, chat.device)
+    ppl = scoring.perplexity(chat.model, chat.tokenizer, run.heldout_text, chat.device)
+    progress(f"evaluate: {label} model, multiple choice ({', '.join(run.harness_tasks)})")
+    choice = choice_eval.evaluate(chat.model, chat.tokenizer, run.harness_tasks,
+                                  run.harness_limit)
+    for task, result in choice.items():
+        progress(f"evaluate: {label} model, {task}: accuracy {result['acc']:.3f} "
+                 f"± {result['stderr'] or 0:.3f} ({result['n']} questions)")
+    return answers, ppl, choice
 
 
-def copies_training_answer(answer, reference, trained):
-    """A training answer, word for word, that is not this question's answer: recalled, not
+def answered(what):
+    """A ChatModel batch callback that prints how many prompts are answered of how many."""
+    return lambda done, total: progress(f"evaluate: {what}: {done}/{total} answered")
+
+
+def copies_training_answer(answer, references, trained):
+    """A training answer, word for word, that is none of this question's answers: recalled, not
     answered (`trained`: the normalised training answers)."""
     return (text_metrics.normalise(answer) in trained
-            and not text_metrics.exact_match(answer, reference))
+            and not text_metrics.exact_match(answer, references))
 
 
 def evaluate_qa(run, merged, dataset, test_set):
@@ -148,7 +164,7 @@ def evaluate_qa(run, merged, dataset, test_set):
     items = test_items(records, run.max_test_items)
     trained = {text_metrics.normalise(preflight.record_turns(r)[-1][2])
                for r in read_records(dataset)}
-    general, perplexity, seconds = {}, {}, {}
+    general, perplexity, choice, seconds = {}, {}, {}, {}
     for label, chat in models(run, merged):
         started = time.time()
         texts = [build_prompt(run.prompt_template, i["system"] or run.system, i["prompt"],
@@ -156,24 +172,25 @@ def evaluate_qa(run, merged, dataset, test_set):
         for item, answer in zip(items, chat.complete(texts)):
             item[label] = answer
             item[f"{label}_scores"] = {
-                "chrf": round(text_metrics.chrf(answer, item["reference"]), 1),
-                "rouge_l": round(text_metrics.rouge_l(answer, item["reference"]), 1),
-                "exact_match": text_metrics.exact_match(answer, item["reference"])}
-            item[f"{label}_copied"] = copies_training_answer(answer, item["reference"], trained)
-        general[label], perplexity[label] = ask_general(chat, run)
+                "chrf": round(text_metrics.chrf(answer, item["references"]), 1),
+                "rouge_l": round(text_metrics.rouge_l(answer, item["references"]), 1),
+                "exact_match": text_metrics.exact_match(answer, item["references"])}
+            item[f"{label}_copied"] = copies_training_answer(answer, item["references"], trained)
+        general[label], perplexity[label], choice[label] = ask_general(chat, run, label)
         seconds[label] = time.time() - started
         log(f"{label} model answered {len(items)} test and {len(general[label])} general "
             f"questions in {seconds[label]:.0f} s")
-    for item in items:
-        item["lang"] = text_metrics.language(item["reference"])
-    references = [i["reference"] for i in items]
+    for item in items:  # a number-only answer ('48') is in its question's language
+        item["lang"] = text_metrics.language(*item["references"], item["prompt"])
+    references, languages = [i["references"] for i in items], [i["lang"] for i in items]
     test = {"prompts": items, "test_records": len(records)}
     for label in ("base", "merged"):
-        test[label] = text_metrics.scores_by_language([i[label] for i in items], references)
+        test[label] = text_metrics.scores_by_language([i[label] for i in items], references,
+                                                      languages)
         test[f"{label}_copied"] = scoring.share(i[f"{label}_copied"] for i in items)
     return {"task": "qa", "prompt_template": run.prompt_template, "system": run.system,
             "groups": {"test": test, "general": general_group(run, general)},
-            "perplexity": perplexity,
+            "perplexity": perplexity, "choice": choice,
             "generation_s": {m: round(s, 1) for m, s in seconds.items()}}
 
 
@@ -187,14 +204,14 @@ def evaluate_pretrain(run, merged, dataset, test_set):
     openings = [" ".join(d["text"].split()[:OPENING_WORDS]) if not text_metrics.has_cjk(d["text"])
                 else d["text"][:OPENING_WORDS * 2] for d in heldout[:CONTINUATIONS]]
     domain = {"heldout": {}, "train": {}}
-    general, perplexity, continuations, seconds = {}, {}, {}, {}
+    general, perplexity, choice, continuations, seconds = {}, {}, {}, {}, {}
     for label, chat in models(run, merged):
         started = time.time()
         for part, docs in (("heldout", heldout), ("train", trained)):
             domain[part][label] = scoring.perplexity(chat.model, chat.tokenizer,
                                                      documents_text(docs), chat.device)
         continuations[label] = chat.complete(openings)  # plain text: no prompt template
-        general[label], perplexity[label] = ask_general(chat, run)
+        general[label], perplexity[label], choice[label] = ask_general(chat, run, label)
         seconds[label] = time.time() - started
         log(f"{label} model: held-out documents perplexity {domain['heldout'][label]:.2f}, "
             f"{seconds[label]:.0f} s")
@@ -205,6 +222,7 @@ def evaluate_pretrain(run, merged, dataset, test_set):
             "groups": {"general": general_group(run, general)},
             "documents": {"heldout": len(heldout), "train": len(trained)},
             "domain_perplexity": domain, "continuations": samples, "perplexity": perplexity,
+            "choice": choice,
             "generation_s": {m: round(s, 1) for m, s in seconds.items()}}
 
 

@@ -1,6 +1,16 @@
-"""How the recipe speaks to its user: one log prefix, and the error a bad config value raises."""
+"""How the recipe speaks to its user: one log prefix, a progress line for the terminal, and the
+error a bad config value raises."""
+
+import os
 
 LOG_PREFIX = "[xtuner-recipe]"
+# A rule whose step runs for minutes hands the module the terminal (or, under Slurm, the job's
+# log) as this file descriptor, while everything else goes to the rule's log file:
+#   XTUNER_RECIPE_PROGRESS_FD=3 python -m ... 3>&2 > {log} 2>&1
+# Taken at import, so no process this one starts sees a descriptor it does not have.
+PROGRESS_FD = "XTUNER_RECIPE_PROGRESS_FD"
+_progress = (os.fdopen(int(os.environ.pop(PROGRESS_FD)), "w", buffering=1, encoding="utf-8")
+             if os.environ.get(PROGRESS_FD) else None)
 
 
 class ConfigError(ValueError):
@@ -9,6 +19,13 @@ class ConfigError(ValueError):
 
 def log(message):
     print(f"{LOG_PREFIX} {message}", flush=True)
+
+
+def progress(message):
+    """One compact line where the user runs the workflow, also kept in the rule's log."""
+    log(message)
+    if _progress:
+        _progress.write(f"{LOG_PREFIX} {message}\n")
 
 
 def fail(message):

@@ -9,10 +9,6 @@ import math
 import re
 import unicodedata
 
-# Words that say "assistant", in both languages the identity pairs use; an answer states the
-# identity only when it names the owner AND one of these (a bare name is not a self-description).
-ROLE_WORDS = ("assistant", "helper", "助手", "助理")
-
 THRESHOLDS = {
     # Learned: the identity must carry over to paraphrases never trained on, not only the
     # training prompts; 0.9 allows one miss in ten.
@@ -58,9 +54,52 @@ def contains(text, phrase):
     return re.search(pattern, text) is not None
 
 
-def states_identity(answer, name, role_words=ROLE_WORDS):
-    """The answer names the owner and says it is an assistant."""
-    return contains(answer, name) and any(normalise(w) in normalise(answer) for w in role_words)
+NAME_BOUNDARY = r"[a-z0-9]"  # an ASCII end of a name or answer must not run into a longer word
+POSSESSIVE = r"(?:'s|\u2019s)"
+# An answer states the identity when it claims the owner's assistant role: "<name>'s (personal
+# AI) assistant", "assistant of/for/to <name>", "<name>的(个人小)助手"; and it does not make the
+# owner the assistant ("<name> is an AI assistant", "<name>是助手"), which a model that only
+# learned to say the name and the role word together does. {who} is the name's pattern.
+CLAIMS = ("{who}" + POSSESSIVE + r"(?:\s+[\w-]+){0,3}\s+(?:assistant|helper)",
+          r"(?:assistant|helper)\s+(?:of|for|to)\s+{who}",
+          r"{who}的[^\s,.!?;，。！？；]{0,6}(?:助手|助理)")
+OWNER_AS_ROLE = (r"{who}\s+is\s+(?:[\w-]+\s+){0,3}(?:assistant|helper)",
+                 r"{who}是[^\s,.!?;，。！？；]{0,6}(?:助手|助理)")
+# A negation right before an answer takes it back.
+NEGATION = re.compile(r"(?:(?<![a-z])(?:not|never|isn't|aren't)\s+(?:[\w-]+\s+)?|不是?.{0,2})$")
+ENGLISH_NUMBERS = {word: value for value, word in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen".split())}
+ENGLISH_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
+                "seventy": 70, "eighty": 80, "ninety": 90}
+CHINESE_DIGITS = {c: v for v, c in enumerate("零一二三四五六七八九")} | {"两": 2}
+NUMBER = re.compile(
+    r"(?<![a-z])\d+(?:\.\d+)?(?![a-z])"  # not the 2 of H2O
+    r"|(?<![a-z])(?:(?:" + "|".join(ENGLISH_TENS) + r")(?:[- ](?:" + "|".join(
+        list(ENGLISH_NUMBERS)[1:10]) + r"))?|(?:a |one )?hundred|" + "|".join(
+        sorted(ENGLISH_NUMBERS, key=len, reverse=True)) + r")(?![a-z])"
+    r"|[零一二两三四五六七八九十百]+")
+
+
+def _name_pattern(name):
+    """The normalised name as a regular expression; an ASCII end must be a whole word."""
+    who = re.escape(normalise(name))
+    before = rf"(?<!{NAME_BOUNDARY})" if normalise(name)[:1].isascii() else ""
+    after = rf"(?!{NAME_BOUNDARY})" if normalise(name)[-1:].isascii() else ""
+    return before + who + after
+
+
+def states_identity(answer, name):
+    """The answer claims to be the owner's assistant (CLAIMS) and does not make the owner the
+    assistant (OWNER_AS_ROLE). A bare name, a bare role word, or both side by side do not pass."""
+    text, who = normalise(answer), _name_pattern(name)
+    found = [re.search(p.replace("{who}", who), text) for p in CLAIMS + OWNER_AS_ROLE]
+    return any(found[:len(CLAIMS)]) and not any(found[len(CLAIMS):])
+
+
+def names_owner(answer, name):
+    """The answer names the owner (a name with an ASCII end as a whole word: Ada, not Adam)."""
+    return re.search(_name_pattern(name), normalise(answer)) is not None
 
 
 def share(flags):
@@ -69,19 +108,78 @@ def share(flags):
     return sum(flags) / len(flags) if flags else 0.0
 
 
-def general_correct(answer, accepted):
-    """Correct when the answer contains any accepted string (see `contains`)."""
-    return any(contains(answer, a) for a in accepted)
+def _number_value(token):
+    """The value of one NUMBER match: digits, English words ("twenty-four") or Chinese (十二)."""
+    if token[0].isdigit():
+        return float(token)
+    if token.endswith("hundred"):
+        return 100.0
+    if token[0].isascii():
+        tens, _, unit = token.replace("-", " ").partition(" ")
+        return float(ENGLISH_TENS.get(tens, ENGLISH_NUMBERS.get(tens, 0)) +
+                     ENGLISH_NUMBERS.get(unit, 0))
+    value, digit = 0, None
+    for char in token:
+        if char in "十百":
+            value += (1 if digit is None else digit) * (10 if char == "十" else 100)
+            digit = None
+        else:
+            digit = CHINESE_DIGITS[char]
+    return float(value + (digit or 0))
+
+
+def numbers(text):
+    """The numbers a text states, in order (normalised text; "one" and 一 are left out: in both
+    languages they are as often an article as a count)."""
+    values = (_number_value(m.group()) for m in NUMBER.finditer(normalise(text)))
+    return [v for v in values if v != 1]
+
+
+def _stated(text, phrase):
+    """`contains`, but neither a possessive ("Shakespeare's son") nor a negation ("is not
+    Paris", "不是北京") states the phrase."""
+    if not contains(text, phrase):
+        return False
+    text, phrase = normalise(text), normalise(phrase)
+    if phrase.isascii():
+        pattern = (r"(?<![a-z0-9])(?<![0-9]\.)" + re.escape(phrase)
+                   + r"(?![a-z0-9])(?!\.[0-9])(?!" + POSSESSIVE + ")")
+    else:
+        pattern = re.escape(phrase)
+    return any(not NEGATION.search(text[:m.start()]) for m in re.finditer(pattern, text))
+
+
+def general_correct(answer, question, name=None):
+    """Right when the answer states an accepted answer and nothing that contradicts it:
+    - an accepted string appears (see `contains`), and not as a possessive ("Shakespeare's son");
+    - none of the question's `rejected` strings appears ("Everest, also known as K2");
+    - for a number question, the first number the answer states that is not in the question is
+      an accepted one ("four legs, but up to eight" is wrong);
+    - it does not name the owner (`name`): a leaked identity is not an answer.
+    question: a general_knowledge.yaml entry (question, accepted, optional rejected)."""
+    accepted = question["accepted"]
+    if name and names_owner(answer, name):
+        return False
+    if not any(_stated(answer, a) for a in accepted):
+        return False
+    if any(contains(answer, r) for r in question.get("rejected", [])):
+        return False
+    wanted = {v for a in accepted for v in numbers(a)}
+    if wanted:
+        asked = set(numbers(question.get("question", "")))
+        stated = [v for v in numbers(answer) if v not in asked]
+        return bool(stated) and stated[0] in wanted
+    return True
 
 
 def passes(group, answer, name, question=None):
     """Whether one answer passes its group's test (xtuner_recipe.evaluate's groups): training
     and heldout state the identity; unrelated names the owner (over-fitting, so a pass is bad);
-    general contains an accepted answer of `question`."""
+    general states an accepted answer of `question` and nothing against it."""
     if group == "general":
-        return general_correct(answer, question["accepted"])
+        return general_correct(answer, question, name)
     if group == "unrelated":
-        return contains(answer, name)
+        return names_owner(answer, name)
     return states_identity(answer, name)
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from xtuner_recipe import eval_sets, launch, preflight, slurm, user_data, xtuner_catalog
+from xtuner_recipe import (choice_eval, eval_sets, launch, preflight, slurm, user_data,
+                           xtuner_catalog)
 from xtuner_recipe.layout import RunLayout
 from xtuner_recipe.messages import ConfigError, check_schema
 from xtuner_recipe.xtuner_config import TRAIN_KEYS
@@ -51,6 +52,8 @@ class DataSettings:
     answer_column: str
     system_column: str | None
     sheet: str | None
+    header_row: int | None
+    encoding: str
     text_field: str
 
 
@@ -134,6 +137,8 @@ class EvalSettings:
     heldout_text: str
     max_new_tokens: int
     max_test_items: int  # tasks qa and pretrain: how many test items both models answer
+    harness_tasks: list  # xtuner_recipe.choice_eval: general ability by multiple choice
+    harness_limit: int | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -427,7 +432,7 @@ def resolve_task(config, root):
 
 
 DATASET_KEYS = ("path", "test_path", "test_size", "split_seed", "question_column",
-                "answer_column", "system_column", "sheet", "text_field")
+                "answer_column", "system_column", "sheet", "header_row", "encoding", "text_field")
 
 
 def patch_settings(config, device, model_path, data_path, values=None, world_size=1):
@@ -455,10 +460,12 @@ def tokenize_settings(config, model_path):
 def build(user, root, environ=None):
     """Resolve and check the user's config into Settings; raises ConfigError (field and fix)."""
     config = resolve_config(user, root)
+    preflight.check_owner_name(config["assistant"]["name"])
     check_model(config)
     task, prepared = resolve_task(config, root)
     xtuner_catalog.check_base_config(config["xtuner"]["base_config"])
     xtuner_catalog.check_prompt_template(config["xtuner"]["prompt_template"])
+    choice_eval.check_tasks(config["eval"]["harness_tasks"])
     device = launch.resolve_device(config["train"]["device"])
     values = train_values(config, device)
     nproc = launch.resolve_nproc(config["train"]["nproc_per_node"], environ)
@@ -470,6 +477,10 @@ def build(user, root, environ=None):
     base_model = (model["path"] or (shared.tiny_model if model["tiny"] else
                                     shared.packaged_model(package["member"])))
     layout = RunLayout(config["results_dir"], run_name(config, base_model, values["method"], task))
+    if prepared:
+        preflight.check_record_sizes(prepared.train + prepared.test, base_model,
+                                     config["train"]["max_length"],
+                                     lambda r: preflight.locate_record(r, config["dataset"]))
     xt, assistant, ev = config["xtuner"], config["assistant"], config["eval"]
     own_data = bool(config["dataset"]["path"])
     world_size = 1 if launcher == "none" else processes
@@ -512,7 +523,8 @@ def build(user, root, environ=None):
             general_knowledge=eval_sets.load(ev["general_knowledge"] or
                                              "general_knowledge.yaml")["questions"],
             heldout_text=eval_sets.load(ev["heldout_text"] or "heldout_text.txt"),
-            max_new_tokens=ev["max_new_tokens"], max_test_items=ev["max_test_items"]),
+            max_new_tokens=ev["max_new_tokens"], max_test_items=ev["max_test_items"],
+            harness_tasks=ev["harness_tasks"], harness_limit=ev["harness_limit"]),
         report=ReportSettings(task=task, run_name=layout.run_name, recipe=config["recipe"],
                               method=values["method"], device=device,
                               base_model=str(base_model)),

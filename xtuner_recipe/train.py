@@ -26,11 +26,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from xtuner_recipe import launch, manifest, preemption, tokenized_data
-from xtuner_recipe.messages import fail, log
+from xtuner_recipe.messages import fail, log, progress
 from xtuner_recipe.settings import read_stage
 
 # Files of an attempt's work dir besides xtuner's own.
@@ -203,6 +204,31 @@ def devices(device):
     return [f"{model} ({os.cpu_count()} cores)"]
 
 
+PROGRESS_EVERY_S = 5
+
+
+def clock(seconds):
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}:{seconds:02d}"
+
+
+def report_progress(work_dir, total, done):
+    """Until `done` is set: a line for each new logged iteration (of `total`) with its loss, the
+    time so far and the time left at the speed since this segment's first logged line."""
+    started, first, shown = time.time(), None, None
+    while not done.wait(PROGRESS_EVERY_S):
+        scalars = read_scalars(work_dir)
+        if not scalars or scalars[-1]["step"] == shown:
+            continue
+        step, now = scalars[-1]["step"], time.time()
+        first = first or (step, now)
+        rate = (now - first[1]) / (step - first[0]) if step > first[0] else None
+        left = f", about {clock(rate * (total - step))} left" if rate and total else ""
+        progress(f"train: iteration {step}/{total or '?'}, loss {scalars[-1]['loss']:.3f}, "
+                 f"{clock(now - started)} elapsed{left}")
+        shown = step
+
+
 def run_forwarding_signals(command, env):
     """Run the training; a SIGTERM or SIGUSR1 sent to this wrapper goes on to it (its ranks save
     a checkpoint and stop, see xtuner_recipe.preemption)."""
@@ -245,8 +271,14 @@ def train(run, args, work_dir, resume):
     segment = {"started": time.time(), "ended": None, "exit_status": None,
                "resumed_from": str(resume) if resume else None}
     write_segments(work_dir, [*segments, segment])
-    returncode = run_forwarding_signals(
-        command, launch_env(run.launcher, args.deepspeed, run.compile_cache))
+    done = threading.Event()
+    threading.Thread(target=report_progress, args=(work_dir, args.max_iters, done),
+                     daemon=True).start()
+    try:
+        returncode = run_forwarding_signals(
+            command, launch_env(run.launcher, args.deepspeed, run.compile_cache))
+    finally:
+        done.set()
     stopped = stopped_on_signal(work_dir)
     segment.update(ended=time.time(), exit_status=returncode, stopped_on_signal=stopped)
     write_segments(work_dir, [*segments, segment])

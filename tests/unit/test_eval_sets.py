@@ -24,7 +24,7 @@ def test_general_knowledge_questions():
         assert q["question"].strip()
         assert q["accepted"] and all(isinstance(a, str) and a.strip() for a in q["accepted"]), q
         # the question's own words never count as its answer
-        assert not general_correct(q["question"], q["accepted"]), q["id"]
+        assert not general_correct(q["question"], q), q["id"]
 
 
 def test_identity_sets():
@@ -50,7 +50,7 @@ def test_identity_answers_score_nothing_on_general_knowledge():
     for pair in eval_sets.load("identity.yaml")["training"]:
         for name in NAMES:
             answer = pair["output"].replace("{name}", name)
-            assert not [q["id"] for q in questions if general_correct(answer, q["accepted"])]
+            assert not [q["id"] for q in questions if general_correct(answer, q)]
 
 
 def test_unrelated_prompts_do_not_mention_a_name():

@@ -41,7 +41,32 @@ def test_normalise_folds_case_width_and_spaces():
     ("", ["Paris"], False),
 ])
 def test_general_correct(answer, accepted, correct):
-    assert general_correct(answer, accepted) is correct
+    question = {"question": "What is 2 + 2?", "accepted": accepted}
+    assert general_correct(answer, question) is correct
+
+
+def test_the_judge_agrees_with_every_labelled_answer():
+    """xtuner_recipe/eval_sets/judge_cases.yaml: right and wrong answers, the wrong ones shaped
+    like what fine-tuned small models say; a substring match passes about half of the wrong."""
+    labelled = eval_sets.load("judge_cases.yaml")
+    questions = {q["id"]: q for q in eval_sets.load("general_knowledge.yaml")["questions"]}
+    cases = labelled["cases"]
+    wrong = [c for c in cases
+             if passes(c["group"], c["answer"], labelled["name"], questions.get(c.get("question")))
+             is not c["expected"]]
+    assert not wrong
+    assert sum(not c["expected"] for c in cases if c["group"] != "unrelated") >= 15
+
+
+@pytest.mark.parametrize("text, values", [
+    ("four legs, but up to eight", [4, 8]),
+    ("twenty-four hours, 60 minutes, a hundred", [24, 60, 100]),
+    ("一年有十二个月，一天二十四小时，两只手", [12, 24, 2]),
+    ("one of them, 一个", []),                       # "one" and 一 are articles as often as counts
+    ("4.5 kilos", [4.5]),
+])
+def test_numbers(text, values):
+    assert scoring.numbers(text) == values
 
 
 def test_general_share():
@@ -56,6 +81,7 @@ def test_general_share():
     ("Ada is my name.", False),                    # the name without the role
     ("I am a helpful assistant.", False),          # the role without the name
     ("I am Adam's assistant.", False),             # an ASCII name is a whole word
+    ("Ada is an assistant and I talk to Ada, the assistant of Ada.", False),  # owner as role
 ])
 def test_states_identity_english(answer, stated):
     assert states_identity(answer, NAME) is stated
@@ -67,7 +93,7 @@ def test_states_identity_chinese_only():
     assert states_identity("你好，我是门客ER的私人助理", name)   # case-folded
     assert not states_identity("我是一个AI助手。", name)           # no name
     assert not states_identity("门客er是我的朋友。", name)          # no role word
-    assert all(w in scoring.ROLE_WORDS for w in ("助手", "助理", "assistant"))
+    assert not states_identity("门客er是助手，我也是助手。", name)   # the owner as the assistant
 
 
 def test_identity_and_overfit_shares():
