@@ -92,7 +92,9 @@ def _name_pattern(name):
 def states_identity(answer, name):
     """The answer claims to be the owner's assistant (CLAIMS) and does not make the owner the
     assistant (OWNER_AS_ROLE). A bare name, a bare role word, or both side by side do not pass."""
-    text, who = normalise(answer), _name_pattern(name)
+    # a tokenizer's decode may put spaces between Chinese pieces ("门客er 的 小 助手")
+    text = re.sub(r"\s+(?=[\u4e00-\u9fff])|(?<=[\u4e00-\u9fff])\s+", "", normalise(answer))
+    who = _name_pattern(name)
     found = [re.search(p.replace("{who}", who), text) for p in CLAIMS + OWNER_AS_ROLE]
     return any(found[:len(CLAIMS)]) and not any(found[len(CLAIMS):])
 
