@@ -93,9 +93,11 @@ def states_identity(answer, name):
     """The answer claims to be the owner's assistant (CLAIMS) and does not make the owner the
     assistant (OWNER_AS_ROLE). A bare name, a bare role word, or both side by side do not pass."""
     # a tokenizer's decode may put spaces between Chinese pieces ("门客er 的 小 助手")
-    text = re.sub(r"\s+(?=[\u4e00-\u9fff])|(?<=[\u4e00-\u9fff])\s+", "", normalise(answer))
+    text = normalise(answer)
+    joined = re.sub(r"\s+(?=[\u4e00-\u9fff])|(?<=[\u4e00-\u9fff])\s+", "", text)
     who = _name_pattern(name)
-    found = [re.search(p.replace("{who}", who), text) for p in CLAIMS + OWNER_AS_ROLE]
+    found = [re.search(p.replace("{who}", who), joined if "的" in p or "是" in p else text)
+             for p in CLAIMS + OWNER_AS_ROLE]
     return any(found[:len(CLAIMS)]) and not any(found[len(CLAIMS):])
 
 
