@@ -54,15 +54,20 @@ def contains(text, phrase):
     return re.search(pattern, text) is not None
 
 
+CJK = re.compile(r"[\u4e00-\u9fff]")
 NAME_BOUNDARY = r"[a-z0-9]"  # an ASCII end of a name or answer must not run into a longer word
 POSSESSIVE = r"(?:'s|\u2019s)"
 # An answer states the identity when it claims the owner's assistant role: "<name>'s (personal
-# AI) assistant", "assistant of/for/to <name>", "<name>的(个人小)助手"; and it does not make the
-# owner the assistant ("<name> is an AI assistant", "<name>是助手"), which a model that only
+# AI) assistant", "assistant of/for/to <name>", "<name>的(个人小)助手", or says in the first person
+# that it serves the owner ("I'm here to help <name>", "我在这里帮助<name>"); and it does not make
+# the owner the assistant ("<name> is an AI assistant", "<name>是助手"), which a model that only
 # learned to say the name and the role word together does. {who} is the name's pattern.
 CLAIMS = ("{who}" + POSSESSIVE + r"(?:\s+[\w-]+){0,3}\s+(?:assistant|helper)",
           r"(?:assistant|helper)\s+(?:of|for|to)\s+{who}",
-          r"{who}的[^\s,.!?;，。！？；]{0,6}(?:助手|助理)")
+          r"(?<![a-z])i(?:'m|\u2019m| am)?\s+(?:here\s+to\s+)?(?:help|assist|serve|work\s+for)\s+{who}",
+          r"{who}的[^\s,.!?;，。！？；]{0,6}(?:助手|助理)",
+          r"我(?:在这里|在这儿|在此|是来|来)?(?:帮助|协助|服务于)\s*{who}",
+          r"我(?:在这里|在此)?为{who}(?:服务|工作)")
 OWNER_AS_ROLE = (r"{who}\s+is\s+(?:[\w-]+\s+){0,3}(?:assistant|helper)",
                  r"{who}是[^\s,.!?;，。！？；]{0,6}(?:助手|助理)")
 # A negation right before an answer takes it back.
@@ -96,7 +101,7 @@ def states_identity(answer, name):
     text = normalise(answer)
     joined = re.sub(r"\s+(?=[\u4e00-\u9fff])|(?<=[\u4e00-\u9fff])\s+", "", text)
     who = _name_pattern(name)
-    found = [re.search(p.replace("{who}", who), joined if "的" in p or "是" in p else text)
+    found = [re.search(p.replace("{who}", who), joined if CJK.search(p) else text)
              for p in CLAIMS + OWNER_AS_ROLE]
     return any(found[:len(CLAIMS)]) and not any(found[len(CLAIMS):])
 

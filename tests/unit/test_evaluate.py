@@ -77,7 +77,7 @@ def eval_settings(model, task, max_test_items=40):
         general_knowledge=[{"id": "q", "lang": "en", "question": "Capital of France?",
                             "accepted": ["Paris"]}],
         heldout_text="The sea is wide and the sky is blue. " * 4, max_new_tokens=4,
-        max_test_items=max_test_items)
+        max_test_items=max_test_items, harness_tasks=["general_choice_en"], harness_limit=8)
 
 
 def test_qa_evaluation_scores_each_test_answer_against_its_reference(tiny_chat_model, tmp_path):
@@ -137,6 +137,12 @@ def test_evaluation_keeps_every_raw_answer_and_its_judgement(tiny_chat_model, tm
             assert data[model] == sum(flags) / len(flags)
         assert all(i["base"] == i["merged"] for i in data["prompts"])  # same model, greedy
     assert result["perplexity"]["base"] == result["perplexity"]["merged"] > 1
+    # the harness's multiple choice: every item's choice kept, the accuracy computed from them
+    for model in ("base", "merged"):
+        task = result["choice"][model]["general_choice_en"]
+        assert task["n"] == len(task["items"]) == 8
+        assert task["acc"] == sum(i["chosen"] == i["target"] for i in task["items"]) / 8
+        assert all(i["correct"] == (i["chosen"] == i["target"]) for i in task["items"])
 
 
 def test_build_prompt_internlm2_chat_without_system():
