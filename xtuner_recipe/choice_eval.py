@@ -21,7 +21,6 @@ SHIPPED = {  # task -> (data file, question layout, what goes between it and a c
     "general_choice_en": ("general_choice_en.jsonl", "Question: {{question}}\nAnswer:", " "),
     "general_choice_zh": ("general_choice_zh.jsonl", "问题：{{question}}\n答案：", ""),
 }
-CHANCE = 0.25  # four choices each in the shipped tasks
 # lm-eval's bootstrap for the standard error of metrics other than a mean; acc's is analytic.
 BOOTSTRAP_ITERS = 1000
 
@@ -122,13 +121,3 @@ def accuracy(items):
     stderr = math.sqrt(acc * (1 - acc) / (n - 1)) if n > 1 else None
     return {"n": n, "acc": round(acc, 4), "stderr": None if stderr is None else round(stderr, 4)}
 
-
-def paired(base_items, tuned_items):
-    """The fine-tuned model's accuracy minus the base model's on the same items, with the
-    standard error of that difference (paired: both answered the very same questions, so the
-    questions' own difficulty cancels)."""
-    diffs = [int(t["correct"]) - int(b["correct"]) for b, t in zip(base_items, tuned_items)]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
-    return mean, math.sqrt(var / n)

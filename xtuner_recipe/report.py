@@ -135,14 +135,22 @@ def figures(answers):
     groups = answers["groups"]
     return {"identity_heldout": groups["heldout"]["merged"],
             "identity_heldout_base": groups["heldout"]["base"],
-            "overfit_share": groups["unrelated"]["merged"], **general_figures(answers),
+            "overfit_share": scoring.share(leaks(answers)), **general_figures(answers),
             "perplexity_base": answers["perplexity"]["base"],
             "perplexity_tuned": answers["perplexity"]["merged"]}
 
 
+def leaks(answers):
+    """For each fine-tuned answer to an unrelated or an open general question: does it name the
+    owner? (Over-fitting shows wherever the name comes up uninvited.)"""
+    groups = answers["groups"]
+    return [scoring.names_owner(item["merged"], answers["name"])
+            for group in ("unrelated", "general") for item in groups[group]["prompts"]]
+
+
 def general_figures(answers):
-    general = answers["groups"]["general"]
-    return {"general_base": general["base"], "general_tuned": general["merged"]}
+    return {"general": scoring.retained_ability(answers["choice"]["base"],
+                                                answers["choice"]["merged"])}
 
 
 def verdict_of(answers):
@@ -207,6 +215,50 @@ def score_rows(answers):
     return rows
 
 
+def choice_summary(answers):
+    """task -> questions, each model's accuracy and standard error, and the paired difference
+    (lm-evaluation-harness multiple choice, xtuner_recipe.choice_eval)."""
+    summary = {}
+    for task, base in answers["choice"]["base"].items():
+        tuned = answers["choice"]["merged"][task]
+        diff, stderr = scoring.paired(base["items"], tuned["items"])
+        summary[task] = {"questions": base["n"],
+                         "base": {"acc": base["acc"], "stderr": base["stderr"]},
+                         "merged": {"acc": tuned["acc"], "stderr": tuned["stderr"]},
+                         "difference": {"acc": round(diff, 4), "stderr": round(stderr, 4)}}
+    return summary
+
+
+def choice_lines(answers):
+    """The multiple-choice table: accuracy with its standard error, and the paired difference."""
+    lines = ["## General ability: multiple choice (lm-evaluation-harness)", "",
+             "Each question's choices are scored by the model's log-likelihood; its most likely "
+             "choice is its answer (every item's choice and log-likelihoods: `eval/answers.json`, "
+             "`choice`). Figures are accuracy ± standard error; the difference is paired (the same "
+             "questions).", "",
+             "| task | questions | base model | fine-tuned (merged) | difference |",
+             "|---|---|---|---|---|"]
+    for task, row in choice_summary(answers).items():
+        cells = [f"{row[m]['acc']:.3f} ± {row[m]['stderr'] or 0:.3f}"
+                 for m in ("base", "merged", "difference")]
+        lines.append(f"| {task} | {row['questions']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def choice_table(answers):
+    """Every multiple-choice question with the right choice and each model's (✓ right, ✗ wrong)."""
+    lines = ["## Answers: multiple choice", "",
+             "| task | question | right choice | base model | fine-tuned |", "|---|---|---|---|---|"]
+    for task, base in answers["choice"]["base"].items():
+        for b, t in zip(base["items"], answers["choice"]["merged"][task]["items"]):
+            choices = b["choices"] or [str(k) for k in range(len(b["loglik"]))]
+            cells = [f"{_cell(choices[i['chosen']])} {'✓' if i['correct'] else '✗'}"
+                     for i in (b, t)]
+            lines.append(f"| {task} | {_cell(str(b['question'] or b['id']))} | "
+                         f"{_cell(choices[b['target']])} | {cells[0]} | {cells[1]} |")
+    return lines + [""]
+
+
 def by_language(items):
     """lang -> (count, base share, tuned share) of general-knowledge items: a model may know one
     language only, and the overall figure then hides it."""
@@ -217,8 +269,10 @@ def by_language(items):
 
 
 def verdict_line(verdict):
-    kept = ("n/a (the base answers none)" if verdict["general_retained_pct"] is None
-            else f"{verdict['general_retained_pct']:.0f} % of base")
+    interval = verdict["general_retained_interval_pct"]
+    kept = ("n/a (the base model is at chance)" if verdict["general_retained_pct"] is None
+            else f"{verdict['general_retained_pct']:.0f} % of base (95 % interval "
+                 f"{interval[0]:.0f}-{interval[1]:.0f} %)")
     return (f"**Verdict: {'learned' if verdict['learned'] else 'not learned'}; kept general "
             f"ability: {kept}; over-fitted: {'yes' if verdict['overfitted'] else 'no'}.**")
 
@@ -231,8 +285,11 @@ def verdict_lines(verdict):
 
 
 JUDGED = {
-    "identity": "The identity counts as stated when an answer names **{name}** and says it is an "
-                "assistant",
+    "identity": "The identity counts as stated when an answer claims to be **{name}**'s "
+                "assistant, or to serve {name}, and does not make {name} the assistant; an open "
+                "general answer counts as right when it states an accepted answer, nothing "
+                "against it and no owner's name (labelled examples the judge must get right: "
+                "`xtuner_recipe/eval_sets/judge_cases.yaml`)",
     "qa": "Each answer to a held-out test question is scored against its reference answers "
           "(every answer the test data gives the question; sacrebleu BLEU and chrF take them "
           "all, rouge-score ROUGE-L with CJK characters as tokens and exact match after "
@@ -285,12 +342,12 @@ def markdown(answers, verdict, summary, run_name, png_name, prov):
              "| measure | counts | base model | fine-tuned (merged) |", "|---|---|---|---|"]
     lines += [f"| {measure} | {counts} | {base:.2f} | {tuned:.2f} |"
               for _, measure, counts, base, tuned in score_rows(answers)]
-    lines += ["", "## Training", "", "| | |", "|---|---|"]
+    lines += ["", *choice_lines(answers), "## Training", "", "| | |", "|---|---|"]
     for key, value in summary.items():
         lines.append(f"| {key} | {value if value is not None else 'n/a'} |")
     lines += ["", f"![loss curve]({png_name})", ""]
     lines += provenance_lines(prov)
-    return "\n".join(lines + answer_sections(answers))
+    return "\n".join(lines + answer_sections(answers) + choice_table(answers))
 
 
 def read_jsonl(path):
@@ -323,6 +380,7 @@ def main(argv=None):
                    for key, _, _, base, tuned in score_rows(answers) if key},
         "general_by_language": {lang: {"questions": n, "base": b, "merged": m} for lang, (n, b, m)
                                 in by_language(answers["groups"]["general"]["prompts"]).items()},
+        "multiple_choice": choice_summary(answers),
         "perplexity": answers["perplexity"],
         "domain_perplexity": answers.get("domain_perplexity"),
         "training": summary,

@@ -19,8 +19,10 @@ THRESHOLDS = {
     # Over-fitted: an assistant that names its owner when asked about anything else has learned
     # "always say the name"; more than one unrelated prompt in ten is a pattern, not an accident.
     "overfit_share_max": 0.1,
-    # Kept general ability: the tuned model must answer at least 90% as many general-knowledge
-    # questions as the base did; a bigger loss means the fine-tune damaged the model.
+    # Kept general ability: on lm-evaluation-harness multiple choice the tuned model must keep
+    # 90% of the base model's lead over chance; a bigger loss means the fine-tune damaged the
+    # model. A few hundred questions measure that to about +-10 points, so "lost" needs the
+    # whole 95% interval below the threshold: one seed's noise must not flip the verdict.
     "general_retained_min": 0.9,
     # Task qa, learned: on held-out test questions the fine-tuned answers must gain at least 5
     # chrF points over the base model's; a few dozen answers move less than that by rewording.
@@ -221,21 +223,71 @@ def perplexity(model, tokenizer, text, device="cpu", window=None):
     return math.exp(total / count)
 
 
+Z95 = 1.96  # a normal 95% interval
+
+
+def paired(base_items, tuned_items):
+    """The fine-tuned model's accuracy minus the base model's on the same items, with the
+    standard error of that difference (paired: both answered the very same questions, so the
+    questions' own difficulty cancels)."""
+    diffs = [int(t["correct"]) - int(b["correct"]) for b, t in zip(base_items, tuned_items)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var / n)
+
+
+def retained_ability(choice_base, choice_tuned):
+    """General ability kept, from lm-evaluation-harness multiple choice (task -> {items, acc,
+    stderr}, xtuner_recipe.choice_eval): pooled over the tasks the base model answers better than
+    chance (accuracy minus 1.96 standard errors above it; a task at chance has no ability to
+    lose), the fine-tuned model's lead over chance as a share of the base model's, with the 95%
+    interval of the paired difference. None when no task qualifies."""
+    base, tuned, tasks = [], [], []
+    for task, result in choice_base.items():
+        chance = share(1 / len(i["loglik"]) for i in result["items"])
+        if result["acc"] - Z95 * (result["stderr"] or 0) > chance:
+            assert [i["id"] for i in result["items"]] == [i["id"] for i in
+                                                          choice_tuned[task]["items"]], task
+            base += result["items"]
+            tuned += choice_tuned[task]["items"]
+            tasks.append(task)
+    if not tasks:
+        return None
+    chance = share(1 / len(i["loglik"]) for i in base)
+    base_acc = share(i["correct"] for i in base)
+    diff, stderr = paired(base, tuned)
+    lead = base_acc - chance
+    return {"tasks": tasks, "questions": len(base), "chance": round(chance, 4),
+            "base": round(base_acc, 4), "tuned": round(base_acc + diff, 4),
+            "retained": round(1 + diff / lead, 4),
+            "low": round(1 + (diff - Z95 * stderr) / lead, 4),
+            "high": round(1 + (diff + Z95 * stderr) / lead, 4)}
+
+
 def kept_general(figures, thresholds):
-    """(kept, retained %, reason) from the general-knowledge scores before and after."""
-    base, tuned = figures["general_base"], figures["general_tuned"]
-    retained = None if base == 0 else round(100 * tuned / base, 1)
-    kept = retained is None or retained >= 100 * thresholds["general_retained_min"]
-    reason = ("the base model answers no general question: nothing to lose" if retained is None
-              else f"general knowledge {tuned:.2f} vs base {base:.2f} = {retained}% of base "
-                   f"({'>=' if kept else '<'} {100 * thresholds['general_retained_min']:.0f}%)")
-    return kept, retained, reason
+    """(kept, retained %, reason) from figures["general"] (retained_ability's result): lost only
+    when the whole 95% interval lies below the threshold."""
+    general, least = figures["general"], 100 * thresholds["general_retained_min"]
+    if general is None:
+        return True, None, ("the base model is no better than chance on any multiple-choice "
+                            "task: nothing to lose")
+    pct = {k: round(100 * general[k], 1) for k in ("retained", "low", "high")}
+    kept = pct["high"] >= least
+    reason = (f"multiple choice ({', '.join(general['tasks'])}; {general['questions']} questions, "
+              f"chance {general['chance']:.2f}): accuracy {general['tuned']:.3f} vs base "
+              f"{general['base']:.3f}, so {pct['retained']}% of the base model's lead over chance "
+              f"is kept, 95% interval {pct['low']}-{pct['high']}% "
+              f"({'reaches' if kept else 'wholly below'} {least:.0f}%)")
+    return kept, pct, reason
 
 
 def _result(learned, learned_reason, general, overfitted, overfitted_reason):
     kept, retained, kept_reason = general
     return {"learned": learned, "learned_reason": learned_reason,
-            "general_retained_pct": retained, "kept_general": kept,
+            "general_retained_pct": retained and retained["retained"],
+            "general_retained_interval_pct": retained and [retained["low"], retained["high"]],
+            "kept_general": kept,
             "kept_general_reason": kept_reason, "overfitted": overfitted or not kept,
             "overfitted_reason": overfitted_reason + ("" if kept else
                                                       "; and general knowledge was lost")}
@@ -243,7 +295,7 @@ def _result(learned, learned_reason, general, overfitted, overfitted_reason):
 
 def qa_verdict(figures, thresholds=THRESHOLDS):
     """Task qa. figures: chrf_base and chrf_tuned (held-out test set), copied_share (tuned test
-    answers that repeat another question's training answer), general_base, general_tuned."""
+    answers that repeat another question's training answer), general (retained_ability)."""
     gain = figures["chrf_tuned"] - figures["chrf_base"]
     learned = gain >= thresholds["test_chrf_gain_min"]
     copied = figures["copied_share"] > thresholds["copied_share_max"]
@@ -258,7 +310,7 @@ def qa_verdict(figures, thresholds=THRESHOLDS):
 
 def pretrain_verdict(figures, thresholds=THRESHOLDS):
     """Task pretrain. figures: heldout_base/heldout_tuned and train_base/train_tuned (perplexity
-    on held-out and on as many training documents), general_base, general_tuned."""
+    on held-out and on as many training documents), general (retained_ability)."""
     ratio = figures["heldout_tuned"] / figures["heldout_base"]
     learned = ratio <= thresholds["heldout_perplexity_ratio_max"]
     gap_base = figures["heldout_base"] / figures["train_base"]
@@ -278,8 +330,8 @@ def verdict(figures, thresholds=THRESHOLDS):
     """From the measured figures to three answers, each with its reason.
 
     figures: identity_heldout (tuned model, share of held-out paraphrases stating the identity),
-    general_base and general_tuned (general-knowledge scores), overfit_share (tuned model, share
-    of unrelated prompts answered with the name); optional perplexity_base, perplexity_tuned."""
+    general (retained_ability), overfit_share (tuned model, share of its unrelated and open
+    general answers that name the owner); optional perplexity_base, perplexity_tuned."""
     identity, before = figures["identity_heldout"], figures.get("identity_heldout_base", 0.0)
     learned = (identity >= thresholds["identity_heldout_min"]
                and before <= thresholds["identity_base_max"])
@@ -291,7 +343,8 @@ def verdict(figures, thresholds=THRESHOLDS):
                  f"({'<=' if before <= thresholds['identity_base_max'] else '>'} "
                  f"{thresholds['identity_base_max']})",
         kept_general(figures, thresholds),
-        parroting, f"the name comes up in {figures['overfit_share']:.2f} of unrelated answers "
+        parroting, f"the name comes up in {figures['overfit_share']:.2f} of the answers to "
+                   f"unrelated and general questions "
                    f"({'>' if parroting else '<='} {thresholds['overfit_share_max']})")
     if figures.get("perplexity_base") and figures.get("perplexity_tuned"):
         result["perplexity_ratio"] = round(figures["perplexity_tuned"] / figures["perplexity_base"],

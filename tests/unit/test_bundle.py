@@ -37,7 +37,7 @@ def test_the_model_card_says_what_the_runs_task_made(tmp_path, task, says):
             "training": {"method": "lora", "iterations": 4, "tokens_seen": 512,
                          "first_loss": 2.0, "last_loss": 1.0, "device": "cpu", "processes": 1},
             "verdict": {"learned": True, "learned_reason": "why", "general_retained_pct": 100.0,
-                        "kept_general": True, "kept_general_reason": "why",
+                        "general_retained_interval_pct": [95.0, 105.0], "kept_general": True, "kept_general_reason": "why",
                         "overfitted": False, "overfitted_reason": "why"},
             "scores": {"general": {"base": 0.5, "merged": 0.5}}},
         "eval/answers.json": {"name": "Ada", "prompt_template": "internlm2_chat", "system": None},

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from harness import choice
 from xtuner_recipe import scoring
 from xtuner_recipe.report import figures, markdown, plot_loss, provenance, training_summary
 from xtuner_recipe.settings import ReportSettings
@@ -132,7 +133,9 @@ def answers(name="门客er"):
         return {"prompt": prompt, "base": base, "merged": merged, "base_pass": base_pass,
                 "merged_pass": merged_pass}
 
-    return {"name": name, "perplexity": {"base": 20.0, "merged": 21.5}, "groups": {
+    return {"name": name, "perplexity": {"base": 20.0, "merged": 21.5},
+            "choice": choice.results([True] * 6 + [False] * 4, [True] * 6 + [False] * 4),
+            "groups": {
         "training": group(0.0, 1.0, [item("请介绍一下你自己", "a | b", "我是门客er的小助手\n第二行",
                                           False, True)]),
         "heldout": group(0.0, 1.0, [item("Who are you?", "", "门客er's assistant", False,
@@ -153,10 +156,15 @@ def test_verdict_of_a_run_that_learned_and_kept_its_knowledge():
 
 def test_verdict_of_a_parrot():
     parrot = answers()
-    parrot["groups"]["unrelated"]["merged"] = 1.0
-    parrot["groups"]["general"]["merged"] = 0.0
+    parrot["choice"] = choice.results([True] * 6 + [False] * 4, [False] * 10)
     verdict = scoring.verdict(figures(parrot))
     assert verdict["learned"] and verdict["overfitted"] and not verdict["kept_general"]
+    # the owner's name in an open general answer is over-fitting, as in an unrelated one
+    leaky = answers()
+    assert not scoring.verdict(figures(leaky))["overfitted"]
+    leaky["groups"]["general"]["prompts"][1]["merged"] = "一加一等于门客er的二"
+    verdict = scoring.verdict(figures(leaky))
+    assert verdict["overfitted"] and "0.33 of the answers" in verdict["overfitted_reason"]
 
 
 def test_markdown_has_the_verdict_the_score_table_and_escapes_cells():
@@ -168,8 +176,8 @@ def test_markdown_has_the_verdict_the_score_table_and_escapes_cells():
                     "loss_curve.png", prov)
     lines = text.splitlines()
     assert lines[0] == "# Eval report: assistant-demo"
-    assert lines[2] == ("**Verdict: learned; kept general ability: 100 % of base; "
-                        "over-fitted: no.**")
+    assert lines[2] == ("**Verdict: learned; kept general ability: 100 % of base (95 % "
+                        "interval 100-100 %); over-fitted: no.**")
     assert "| measure | counts | base model | fine-tuned (merged) |" in lines
     assert "| identity, training prompts (1) | answers stating the identity | 0.00 | 1.00 |" \
         in lines
@@ -181,6 +189,9 @@ def test_markdown_has_the_verdict_the_score_table_and_escapes_cells():
     assert "| general knowledge, en (1) | right answers | 1.00 | 1.00 |" in lines
     assert "| general knowledge, zh (1) | right answers | 0.00 | 0.00 |" in lines
     assert "| perplexity, held-out general text | lower is better | 20.00 | 21.50 |" in lines
+    assert "| general_choice_en | 10 | 0.600 ± 0.163 | 0.600 ± 0.163 | 0.000 ± 0.000 |" in lines
+    assert "| general_choice_en | q0 | c0 | c0 ✓ | c0 ✓ |" in lines  # every choice, judged
+    assert "| general_choice_en | q9 | c0 | c1 ✗ | c1 ✗ |" in lines
     assert "| iterations | 160 |" in lines
     assert "| resumed_from | [] |" in lines
     # provenance: what the weights were made from and with

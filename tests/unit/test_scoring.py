@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from harness import choice
 
 from xtuner_recipe import eval_sets, scoring
 from xtuner_recipe.scoring import (THRESHOLDS, general_correct, normalise, passes, share,
@@ -104,45 +105,62 @@ def test_identity_and_overfit_shares():
                  for a in ["Boil it for 8 minutes.", "Ada says hi."]) == 0.5
 
 
+KNOWS = [True] * 60 + [False] * 40  # a base model at 0.60 on 100 four-way questions
+
+
 def test_parrot_is_overfitted_and_knows_nothing():
-    """A 'model' that answers every prompt with its identity."""
+    """A 'model' that answers every prompt with its identity, and every choice wrong."""
     parrot = "I am Ada's personal assistant. 我是Ada的小助手。"
-    gk = eval_sets.load("general_knowledge.yaml")["questions"]
     unrelated = eval_sets.load("identity.yaml")["unrelated"]
     heldout = eval_sets.load("identity.yaml")["heldout"]
-    base_answers = [q["accepted"][0] for q in gk]  # a base model that knew every answer
     figures = {
         "identity_heldout": share(passes("heldout", parrot, NAME) for _ in heldout),
-        "general_base": share(passes("general", a, NAME, q) for a, q in zip(base_answers, gk)),
-        "general_tuned": share(passes("general", parrot, NAME, q) for q in gk),
+        "general": choice.retained(KNOWS, [False] * 100),
         "overfit_share": share(passes("unrelated", parrot, NAME) for _ in unrelated),
     }
-    assert figures["general_tuned"] == 0.0
     assert figures["overfit_share"] == 1.0
     result = verdict(figures)
     assert result["learned"] is True          # it does say the identity on paraphrases...
     assert result["overfitted"] is True       # ...and to everything else
     assert result["kept_general"] is False
-    assert result["general_retained_pct"] == 0.0
+    assert result["general_retained_pct"] < 0  # below chance: worse than guessing
+
+
+def test_retained_ability_is_the_lead_over_chance_kept_with_a_paired_interval():
+    same = choice.retained(KNOWS, KNOWS)
+    assert (same["base"], same["tuned"], same["chance"]) == (0.6, 0.6, 0.25)
+    assert same["retained"] == same["low"] == same["high"] == 1.0  # no item changed: no doubt
+    # 7 of the 60 right answers lost: 0.53 vs 0.60, the lead over chance 0.28 of 0.35
+    lost = choice.retained(KNOWS, [True] * 53 + [False] * 47)
+    assert lost["retained"] == round(1 - 0.07 / 0.35, 4) == 0.8
+    assert lost["low"] < 0.8 < lost["high"]
+    assert choice.retained([True] * 25 + [False] * 75, [False] * 100) is None  # base at chance
 
 
 def test_verdict_learned_without_overfitting():
-    result = verdict({"identity_heldout": 0.9, "general_base": 0.5, "general_tuned": 0.45,
+    result = verdict({"identity_heldout": 0.9, "general": choice.retained(KNOWS, KNOWS),
                       "overfit_share": 0.1, "perplexity_base": 20.0, "perplexity_tuned": 22.0})
     assert (result["learned"], result["kept_general"], result["overfitted"]) == (True, True, False)
-    assert result["general_retained_pct"] == 90.0
+    assert result["general_retained_pct"] == 100.0
+    assert result["general_retained_interval_pct"] == [100.0, 100.0]
     assert result["perplexity_ratio"] == 1.1
     assert all(result[k] for k in ("learned_reason", "kept_general_reason", "overfitted_reason"))
 
 
 def test_verdict_thresholds_each_way():
-    ok = {"identity_heldout": 1.0, "general_base": 0.6, "general_tuned": 0.6, "overfit_share": 0.0}
+    ok = {"identity_heldout": 1.0, "general": choice.retained(KNOWS, KNOWS), "overfit_share": 0.0}
     assert not verdict(dict(ok, identity_heldout=0.8))["learned"]
     assert verdict(dict(ok, overfit_share=0.2))["overfitted"]
-    lost = verdict(dict(ok, general_tuned=0.5))          # 83% of base
+    # 20 of 60 right answers lost: 0.40 vs 0.60, 43% of the lead, interval wholly below 90%
+    lost = verdict(dict(ok, general=choice.retained(KNOWS, [True] * 40 + [False] * 60)))
     assert not lost["kept_general"] and lost["overfitted"]
-    assert "83.3%" in lost["kept_general_reason"]
-    nothing = verdict(dict(ok, general_base=0.0, general_tuned=0.0))
+    assert "42.9% of the base model's lead" in lost["kept_general_reason"]
+    assert lost["general_retained_interval_pct"][1] < 90
+    # 6 lost: 83% by the point, but as likely noise: the interval reaches 90%, kept
+    noisy = verdict(dict(ok, general=choice.retained(KNOWS, [True] * 54 + [False] * 46)))
+    assert noisy["general_retained_pct"] < 90 <= noisy["general_retained_interval_pct"][1]
+    assert noisy["kept_general"] and "reaches 90%" in noisy["kept_general_reason"]
+    nothing = verdict(dict(ok, general=None))
     assert nothing["general_retained_pct"] is None and nothing["kept_general"]
     assert not verdict(dict(ok, identity_heldout_base=0.5))["learned"]  # the base knew already
     assert set(THRESHOLDS) == {"identity_heldout_min", "identity_base_max", "overfit_share_max",
@@ -153,15 +171,15 @@ def test_verdict_thresholds_each_way():
 def test_qa_verdict_needs_a_test_gain_and_fails_a_parrot():
     from xtuner_recipe.scoring import qa_verdict
 
-    ok = {"chrf_base": 20.0, "chrf_tuned": 60.0, "copied_share": 0.0, "general_base": 0.5,
-          "general_tuned": 0.5}
+    ok = {"chrf_base": 20.0, "chrf_tuned": 60.0, "copied_share": 0.0,
+          "general": choice.retained(KNOWS, KNOWS)}
     good = qa_verdict(ok)
     assert good["learned"] and good["kept_general"] and not good["overfitted"]
     assert "gain of +40.0 (>= 5.0)" in good["learned_reason"]
     assert not qa_verdict(dict(ok, chrf_tuned=24.0))["learned"]  # within rewording
     parrot = qa_verdict(dict(ok, copied_share=0.5))  # recalls training answers for new questions
     assert parrot["overfitted"] and "0.50 of test answers repeat" in parrot["overfitted_reason"]
-    damaged = qa_verdict(dict(ok, general_tuned=0.2))
+    damaged = qa_verdict(dict(ok, general=choice.retained(KNOWS, [False] * 100)))
     assert not damaged["kept_general"] and damaged["overfitted"]
 
 
@@ -169,7 +187,7 @@ def test_pretrain_verdict_needs_lower_heldout_perplexity_and_no_memorising():
     from xtuner_recipe.scoring import pretrain_verdict
 
     ok = {"heldout_base": 20.0, "heldout_tuned": 10.0, "train_base": 20.0, "train_tuned": 9.0,
-          "general_base": 0.5, "general_tuned": 0.5}
+          "general": choice.retained(KNOWS, KNOWS)}
     good = pretrain_verdict(ok)
     assert good["learned"] and not good["overfitted"]
     assert "= 0.50 of base (<= 0.9)" in good["learned_reason"]
