@@ -22,6 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
+from unittest import mock
 
 from xtuner_recipe import manifest
 from xtuner_recipe.messages import ConfigError, fail, log
@@ -45,6 +46,24 @@ def digest(folder):
     return {name: entry["sha256"] for name, entry in
             manifest.tree_hashes(saved_set(folder)).items()
             if name.startswith("data-") and name.endswith(".arrow")}
+
+
+def encode_with_one_bos(example, tokenizer, **kwargs):
+    """xtuner's encode_fn, less a prepended BOS that the template's own first token repeats.
+
+    encode_fn puts the tokenizer's BOS before a conversation's first turn; where BOS is the very
+    token the template opens with (SmolLM2's is <|im_start|>), training would see
+    `<|im_start|><|im_start|>user` while chat and evaluation ask with one."""
+    from xtuner.dataset.utils import encode_fn, get_bos_eos_token_ids
+    from xtuner.utils import IGNORE_INDEX
+
+    encoded = encode_fn(example, tokenizer=tokenizer, **kwargs)
+    bos = get_bos_eos_token_ids(tokenizer)[0]
+    ids, labels = encoded["input_ids"], encoded["labels"]
+    doubled = {i for i in range(len(ids) - 1) if len(bos) == 1 and ids[i] == ids[i + 1] == bos[0]
+               and labels[i] == IGNORE_INDEX}
+    return {**encoded, "input_ids": [t for i, t in enumerate(ids) if i not in doubled],
+            "labels": [t for i, t in enumerate(labels) if i not in doubled]}
 
 
 def build(plan, dataset_path, data_format, out):
@@ -75,7 +94,8 @@ def build(plan, dataset_path, data_format, out):
         # xtuner maps with 32 processes by default; more processes than cores only add start-up
         cfg.train_dataloader.dataset.map_num_proc = max(1, min(32, len(os.sched_getaffinity(0))))
         set_random_seed(plan["seed"])  # the shuffle before packing draws from numpy's generator
-        dataset = BUILDER.build(cfg.train_dataloader.dataset)
+        with mock.patch("xtuner.dataset.huggingface.encode_fn", encode_with_one_bos):
+            dataset = BUILDER.build(cfg.train_dataloader.dataset)
         dataset.save_to_disk(saved_set(folder))
         summary = {"records": len(records), "samples": len(dataset),
                    "tokens": int(sum(dataset["length"])), "max_length": cfg.max_length,

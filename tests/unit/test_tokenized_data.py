@@ -55,6 +55,19 @@ def test_records_are_packed_into_samples_of_max_length(built):
     assert not list(first.parent.glob("*.partial*"))
 
 
+def test_each_turn_opens_with_one_bos_as_chat_asks(built, tiny_chat_model):
+    """The tiny model's BOS is <|im_start|>, the template's own first token (as SmolLM2's):
+    xtuner would put it twice before the first turn; chat and evaluation put it once."""
+    from transformers import AutoTokenizer
+
+    first, _, _ = built
+    bos = AutoTokenizer.from_pretrained(tiny_chat_model).bos_token_id
+    ids = [t for sample in load_from_disk(tokenized_data.saved_set(first))["input_ids"]
+           for t in sample]
+    assert not [i for i in range(len(ids) - 1) if ids[i] == ids[i + 1] == bos]
+    assert ids.count(bos) >= 2 * (len(ids) // 64)  # user and assistant turns still open with it
+
+
 def test_the_same_inputs_give_the_same_bytes(built):
     first, second, _ = built
     assert tokenized_data.digest(first) == tokenized_data.digest(second)
