@@ -50,8 +50,20 @@ def test_every_figure_comes_with_its_raw_answers(default_set):
             assert report["scores"][group][model] == share, (group, model)
             assert all(isinstance(i[model], str) for i in items)
     verdict = report["verdict"]
-    assert verdict["general_retained_pct"] is not None  # the base answers some: a real model
+    assert verdict["general_retained_pct"] is not None  # better than chance: a real model
+    low, high = verdict["general_retained_interval_pct"]
+    assert low <= verdict["general_retained_pct"] <= high
     assert report["scores"]["general"]["base"] >= 0.4
+    # the harness's figures, each from the choices kept in the published answers
+    choice = read_json(default_set / "eval" / "answers.json")["choice"]
+    sizes = {"general_choice_en": 160, "general_choice_zh": 140}
+    assert set(report["multiple_choice"]) == set(sizes)
+    for task, row in report["multiple_choice"].items():
+        for model in ("base", "merged"):
+            items = choice[model][task]["items"]
+            assert row["questions"] == len(items) == sizes[task]
+            assert row[model]["acc"] == round(sum(i["correct"] for i in items) / len(items), 4)
+    assert report["multiple_choice"]["general_choice_en"]["base"]["acc"] > 0.5  # chance: 0.25
     assert set(report["perplexity"]) == {"base", "merged"}
     text = (default_set / "report" / "report.md").read_text(encoding="utf-8")
     assert text.splitlines()[2].startswith("**Verdict: ")

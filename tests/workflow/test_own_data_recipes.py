@@ -33,7 +33,7 @@ def short(workdir, shared_results, recipe, **overrides):
     return {"recipe": recipe, "results_dir": str(shared_results),
             "train": {"max_iters": 30, "save_steps": 30, "evaluation_freq": 30},
             "eval": {"max_test_items": 12, "max_new_tokens": 32,
-                     "general_knowledge": str(general)}, **overrides}
+                     "general_knowledge": str(general), "harness_limit": 20}, **overrides}
 
 
 def test_qa_recipe_from_a_spreadsheet_scores_the_held_out_questions(tmp_path, shared_results):
