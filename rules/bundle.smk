@@ -5,10 +5,14 @@ rule bundle:
     input:
         LAYOUT.publish_receipt,
     output:
-        directory(LAYOUT.bundle),
+        # a receipt, not directory(bundle): Snakemake would add its own timestamp file to the
+        # folder, a file SHA256SUMS does not list
+        LAYOUT.bundle_receipt,
     log:
         LAYOUT.log("bundle"),
     params:
         published=LAYOUT.published,
+        bundle=LAYOUT.bundle,
     shell:
-        "python -m xtuner_recipe.bundle --published {params.published:q} --out {output:q} > {log:q} 2>&1"
+        "python -m xtuner_recipe.bundle --published {params.published:q} --out {params.bundle:q}"
+        " --receipt {output:q} > {log:q} 2>&1"

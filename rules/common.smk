@@ -64,8 +64,14 @@ onerror:
 
 
 onsuccess:
-    # Only when this run published (not after --until, a dry run or another target).
-    if Path(LAYOUT.publish_receipt).exists():
+    # Last, what the user asked for: the bundle where this run made one (`snakemake bundle`),
+    # else the report of the published set (none after --until or a dry run).
+    bundle = Path(LAYOUT.bundle_receipt)
+    if bundle.exists() and bundle.stat().st_mtime >= STARTED:
+        logger.info(
+            f"{LOG_PREFIX} the bundle: {LAYOUT.bundle} (its README.md is the model card)"
+        )
+    elif Path(LAYOUT.publish_receipt).exists():
         logger.info(f"{LOG_PREFIX} the result: {LAYOUT.published}/report/report.md")
 
 

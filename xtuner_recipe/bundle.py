@@ -181,6 +181,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--published", required=True, help="results/<run>/published")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--receipt", help="a JSON file to write last: the bundle, its files, size")
     args = parser.parse_args(argv)
     try:
         out = build_bundle(args.published, args.out)
@@ -188,6 +189,10 @@ def main(argv=None):
         raise SystemExit(f"[xtuner-recipe] {error}") from None
     files = sorted(p for p in Path(out).rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in files)
+    if args.receipt:
+        Path(args.receipt).write_text(json.dumps(
+            {"bundle": str(Path(out).resolve()), "files": len(files), "bytes": size,
+             "sha256sums": sha256_of(Path(out) / "SHA256SUMS")}, indent=2) + "\n")
     print(f"[xtuner-recipe] bundle {out}: {len(files)} files, {size / 1e6:.1f} MB")
 
 

@@ -136,3 +136,5 @@ class RunLayout:
     manifest = property(lambda self: self.path(MANIFEST))
     # The receipt of the last promotion (in the build folder, so Snakemake may replace it freely).
     publish_receipt = property(lambda self: self.path("published.json"))
+    # `snakemake bundle`'s output: the folder it made, its files and their total size.
+    bundle_receipt = property(lambda self: self.path("bundle.json"))

@@ -246,6 +246,8 @@ def test_the_bundle_is_ready_to_push_and_its_card_and_app_work(local_run, tmp_pa
             "prompt_template.json", "provenance.json", "eval_answers.json"} <= set(listed)
     assert all(sha256_of(bundle / name) == digest for name, digest in listed.items())
     files = {p.relative_to(bundle).as_posix(): p.stat().st_size for p in bundle.rglob("*") if p.is_file()}
+    assert set(files) == set(listed) | {"SHA256SUMS"}  # nothing unlisted
+    assert f"the bundle: {bundle}" in result.stdout + result.stderr
     print(f"\nbundle ({time.monotonic() - started:.1f} s): {json.dumps(files)}")
     card = (bundle / "README.md").read_text(encoding="utf-8")
     owner = read_json(published(run_dir) / "eval" / "answers.json")["name"]
