@@ -342,10 +342,11 @@ def resolve_config(user, root):
 # ---- resolved values ------------------------------------------------------------------------
 
 def slug(text):
-    """A folder-name-safe form of `text`; text that does not survive as ASCII keeps a short hash
-    (the tutorial's owner names are Chinese), so two names never share a slug."""
-    plain = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
-    if plain and re.fullmatch(r"[A-Za-z0-9\s._-]+", text):
+    """A folder-name-safe form of `text`: its letters and digits, of any script (the tutorial's
+    owner names are Chinese), lower-cased, other characters as "-"; text with characters beyond
+    spaces, dots and dashes left out keeps a short hash, so two names never share a slug."""
+    plain = re.sub(r"[\W_]+", "-", text).strip("-").lower()
+    if plain and re.fullmatch(r"[\w\s.-]+", text) and "_" not in text:
         return plain
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
     return f"{plain + '-' if plain else ''}{digest}"

@@ -50,11 +50,14 @@ def test_run_name_from_ascii_and_chinese_names(config):
     assert name.startswith("ada-lovelace_tiny-internlm2_lora_")
     config["assistant"]["name"] = "门客er"
     chinese = settings.run_name(config, "m", "lora", "identity")
-    assert chinese.startswith("er-") and chinese.isascii()
+    assert chinese.startswith("门客er_m_lora_")  # the whole name, as the owner wrote it
     config["assistant"]["name"] = "门客"
-    assert settings.run_name(config, "m", "lora", "identity") != chinese
+    assert settings.run_name(config, "m", "lora", "identity").startswith("门客_m_lora_")
     config["assistant"]["name"] = "{x} \"quoted\""  # braces and quotes never reach a path
-    assert re.fullmatch(r"[a-z0-9_-]+", settings.run_name(config, "m", "lora", "identity"))
+    braces = settings.run_name(config, "m", "lora", "identity")
+    assert re.fullmatch(r"x-quoted-[0-9a-f]{8}_m_lora_[0-9a-f]{6}", braces)
+    config["assistant"]["name"] = "x (quoted)"  # left out differently: another folder
+    assert settings.run_name(config, "m", "lora", "identity") != braces
     config["run_name"] = "mine"
     assert settings.run_name(config, "m", "lora", "identity") == "mine"
 
