@@ -228,6 +228,8 @@ def converse(chat, read=input, write=write_now, stats=False):
             print("[xtuner-recipe] conversation forgotten", file=sys.stderr)
             continue
         if not prompt:
+            print("[xtuner-recipe] empty prompt: type a question, /reset or /exit",
+                  file=sys.stderr)
             continue
         while True:
             try:
@@ -250,6 +252,19 @@ def converse(chat, read=input, write=write_now, stats=False):
                 say_stats(numbers)
 
 
+def check_stack():
+    """The chat needs the recipe's Python packages: a Python without them (the system's, not
+    .venv's) gets the fix, not a traceback."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as error:
+        raise ChatError(
+            f"{error.name} is not installed for {sys.executable}: run `make install`, then "
+            "`.venv/bin/python -m xtuner_recipe.chat ...` (or `export PATH=$PWD/.venv/bin:$PATH`"
+            " once per shell)") from None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -265,6 +280,7 @@ def main(argv=None):
                         help="time to first token and tokens/s after each answer (stderr)")
     args = parser.parse_args(argv)
     try:
+        check_stack()
         if args.prompt is not None and not args.prompt.strip():
             raise ChatError("--prompt is empty: give the question to answer")
         model, template, system, name = resolve(args.target, args.base, args.template, args.system)

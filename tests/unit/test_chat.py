@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from xtuner_recipe.chat import ChatModel, PromptTooLong, build_prompt, main
+from xtuner_recipe.chat import ChatModel, PromptTooLong, build_prompt, converse, main
 
 
 def test_prompt_is_xtuners_template():
@@ -118,3 +118,22 @@ def test_an_empty_prompt_or_a_model_without_template_is_refused(tiny_chat_model,
         with pytest.raises(SystemExit):
             main(argv)
         assert message in capsys.readouterr().err
+
+
+def test_the_conversation_says_what_to_do_with_an_empty_line(tiny_chat_model, capsys):
+    chat = ChatModel(str(tiny_chat_model), "internlm2_chat", None, 4)
+    lines, written = iter(["", "   ", "Hi", "/exit"]), []
+    converse(chat, read=lambda _: next(lines), write=written.append)
+    err = capsys.readouterr().err
+    assert err.count("empty prompt: type a question, /reset or /exit") == 2
+    assert next(lines, None) is None and "".join(written).strip()  # Hi answered, then /exit
+
+
+def test_a_python_without_the_stack_is_told_the_fix(tiny_chat_model):
+    """The system's python3 instead of .venv's: one line with the fix, no traceback."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from xtuner_recipe.chat import main\n"
+            f"main([{str(tiny_chat_model)!r}, '--prompt', 'Hi'])")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert ran.returncode == 2 and "Traceback" not in ran.stderr
+    assert "torch is not installed for" in ran.stderr and "make install" in ran.stderr
