@@ -1,4 +1,4 @@
-# Quick start: `make run` (install, then the recipe on the embedded tiny model) and `make test`.
+# Quick start: `make run` (install, then the default recipe: SmolLM2-135M-Instruct, LoRA) and `make test`.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin

@@ -54,6 +54,17 @@ def answer_pieces(chat, lock, prompt):
         yield f"\n\n(not answered: {outcome['error']})"
 
 
+def score_table(report):
+    """measure -> base and fine-tuned figure: the report's scores, then each multiple-choice
+    task's accuracy with its standard error."""
+    table = {group: {"base": f"{s['base']:.2f}", "fine-tuned": f"{s['merged']:.2f}"}
+             for group, s in report["scores"].items()}
+    for task, row in report.get("multiple_choice", {}).items():
+        table[task] = {label: f"{row[m]['acc']:.3f} ± {row[m]['stderr'] or 0:.3f}"
+                       for label, m in (("base", "base"), ("fine-tuned", "merged"))}
+    return table
+
+
 def page(results_dir, first_run=None):
     import streamlit as st
 
@@ -77,15 +88,16 @@ def page(results_dir, first_run=None):
     if pending:
         st.sidebar.caption(f"Not finished yet: {', '.join(pending)}")
     report = json.loads((published / "report" / "report.json").read_text(encoding="utf-8"))
+    st.caption(f"Run: {name}")
     st.sidebar.subheader("Verdict")
     st.sidebar.markdown("\n".join(verdict_lines(report["verdict"])))
-    st.sidebar.subheader("Scores (the report says what each counts)")
-    st.sidebar.table({group: {"base": f"{s['base']:.2f}", "fine-tuned": f"{s['merged']:.2f}"}
-                      for group, s in report["scores"].items()})
     curve = published / "report" / "loss_curve.png"
     if curve.is_file():
         st.sidebar.image(str(curve), caption="training loss")
     st.sidebar.caption(f"Full report: {published / 'report' / 'report.md'}")
+    # in the page, not the sidebar: a table there is cut at the sidebar's width
+    with st.expander("Scores (the report says what each counts)"):
+        st.table(score_table(report))
 
     try:
         chats = {label: load(*resolve(published, base=(label == "base"))[:3]) for label in MODELS}

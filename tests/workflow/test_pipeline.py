@@ -208,6 +208,9 @@ def test_the_web_demo_in_a_real_browser(local_run, tmp_path):
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, wait_until="networkidle")
         page.get_by_text("Verdict: learned").wait_for(timeout=120_000)
+        page.get_by_text(f"Run: {run_dir.name}").wait_for()  # whole, in the page
+        page.get_by_text("Scores (the report says what each counts)").click()
+        page.get_by_text("general_choice_en").wait_for()
         page.locator("img").first.wait_for(timeout=60_000)  # the loss curve
         ask_who_it_is(page, owner)
         shot = screenshot(page, "web-demo.png")
