@@ -69,10 +69,11 @@ def model_card(published, base_licence):
         "pretrain": ("a model incrementally pre-trained on its owner's text",
                      "documents of the owner's text" + held_out),
     }[task]
+    # the hub's base_model field takes a public id only; a local folder's name is none
+    public_id = prov.get("base_model_public_id")
     return f"""---
 license: {spdx}
-base_model: {Path(prov['base_model']).name}
-tags: [xtuner, lora, personal-assistant, xtuner-recipe]
+{f'base_model: {public_id}{chr(10)}' if public_id else ''}tags: [xtuner, lora, personal-assistant, xtuner-recipe]
 ---
 
 # {report['run_name']}
@@ -126,7 +127,7 @@ tokenizer = AutoTokenizer.from_pretrained("model", trust_remote_code=True)
 model = AutoModelForCausalLM.from_pretrained("model", trust_remote_code=True)
 prompt = ((t["SYSTEM"].format(system=t["system"]) if t["system"] else "")
           + t["INSTRUCTION"].format(input="Who are you?", round=1))
-ids = tokenizer(prompt, return_tensors="pt")
+ids = tokenizer(prompt, return_tensors="pt", return_token_type_ids=False)
 out = model.generate(**ids, max_new_tokens=64)  # its generation config stops at the turn end
 print(tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True))
 ```

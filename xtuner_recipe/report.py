@@ -70,6 +70,7 @@ def provenance(final, run):
         "recipe": run.recipe,
         "attempt": final["attempt"],
         "base_model": run.base_model,
+        "base_model_public_id": run.base_model_public_id,
         "inputs": final["inputs"],
         "environment": final["environment"],
         "devices": final["devices"],

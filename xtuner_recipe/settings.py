@@ -150,6 +150,7 @@ class ReportSettings:
     method: str
     device: str
     base_model: str
+    base_model_public_id: str | None  # the packaged model's hub id, for the model card
 
 
 STAGES = {"data": DataSettings, "tokenized_data": TokenizeSettings,
@@ -528,7 +529,8 @@ def build(user, root, environ=None):
             harness_tasks=ev["harness_tasks"], harness_limit=ev["harness_limit"]),
         report=ReportSettings(task=task, run_name=layout.run_name, recipe=config["recipe"],
                               method=values["method"], device=device,
-                              base_model=str(base_model)),
+                              base_model=str(base_model),
+                              base_model_public_id=(package or {}).get("public_id")),
         replay=ReplaySettings(model_path=str(base_model),
                               prompts=eval_sets.load("replay_prompts.yaml")["prompts"],
                               prompt_template=xt["prompt_template"], system=xt["system"],

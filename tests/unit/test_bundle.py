@@ -32,7 +32,9 @@ def test_the_model_card_says_what_the_runs_task_made(tmp_path, task, says):
     files = {
         "report/report.json": {
             "run_name": "r", "recipe": "x/y", "task": task,
-            "provenance": {"base_model": "m", "attempt": "a1", "environment": {
+            "provenance": {"base_model": "results/base_model/packaged/m",
+                           "base_model_public_id": "Org/M-1.5B" if task == "qa" else None,
+                           "attempt": "a1", "environment": {
                 "recipe_revision": {"revision": "f" * 40, "modified": False}}},
             "training": {"method": "lora", "iterations": 4, "tokens_seen": 512,
                          "first_loss": 2.0, "last_loss": 1.0, "device": "cpu", "processes": 1},
@@ -54,3 +56,7 @@ def test_the_model_card_says_what_the_runs_task_made(tmp_path, task, says):
     assert f"task {task}): {says}." in " ".join(card.split())
     assert ("5 more held out for the test" in card) == (task != "identity")
     assert "| general | 0.50 | 0.50 |" in card
+    front_matter = card.split("---\n")[1]
+    # the hub's base_model is a public id or nothing, never a local folder's name
+    assert ("base_model: Org/M-1.5B\n" in front_matter) == (task == "qa")
+    assert "packaged" not in front_matter and "base_model: m\n" not in front_matter

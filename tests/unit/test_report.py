@@ -70,7 +70,7 @@ def final_record(iteration=160, world_size=2):
 def plan_with(pack, batch_size=2, max_length=128):
     """(report settings, effective values) of a run."""
     run = ReportSettings(task="identity", run_name="r", recipe="tiny-internlm2/lora_cpu", method="lora",
-                         device="cpu", base_model="models/tiny")
+                         device="cpu", base_model="models/tiny", base_model_public_id=None)
     return run, {"pack_to_max_length": pack, "batch_size": batch_size, "max_length": max_length,
                  "accumulative_counts": 4, "lr": 1e-3, "max_iters": 160, "max_epochs": None,
                  "samples": 321}
