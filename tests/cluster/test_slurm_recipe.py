@@ -91,6 +91,11 @@ def test_recipe_through_slurm_with_a_signal_mid_training(slurm_cluster, tmp_path
     for artifact in ARTIFACTS:
         assert (published(run_dir) / artifact).is_file(), artifact
     assert_taught(run_dir)
+    # progress lands in each job's Slurm log, where a cluster user looks (tail -f)
+    job_logs = tmp_path / ".snakemake" / "slurm_logs"
+    for rule, line in (("train", "train: iteration "), ("evaluate", "evaluate: merged model")):
+        text = "".join(p.read_text(errors="replace") for p in job_logs.glob(f"rule_{rule}/**/*.log"))
+        assert line in text, (rule, text[-2000:])
 
 
 def test_a_config_that_drops_the_profiles_launcher_is_refused(slurm_cluster, tmp_path,
