@@ -110,7 +110,8 @@ def markdown(data):
             + " | ".join(choice_cell(row, t) for t in tasks)
             + f" | {row['open_general'][0]:.2f} -> {row['open_general'][1]:.2f} | "
             f"{row['perplexity'][0]:.2f} -> {row['perplexity'][1]:.2f} |")
-    seeds = [row for label, row in data["runs"].items() if label.startswith("seed ")]
+    seeds = [row for label, row in data["runs"].items()
+             if re.fullmatch(r"seed \d+( \(make run\))?", label)]
     if len(seeds) > 1:
         kept = [r["retained_pct"] for r in seeds if r["retained_pct"] is not None]
         lines += ["", f"Over the {len(seeds)} seeds: verdicts "

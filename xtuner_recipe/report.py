@@ -136,17 +136,18 @@ def figures(answers):
     groups = answers["groups"]
     return {"identity_heldout": groups["heldout"]["merged"],
             "identity_heldout_base": groups["heldout"]["base"],
-            "overfit_share": scoring.share(leaks(answers)), **general_figures(answers),
+            "overfit_share": scoring.share(leaks(answers, "unrelated")),
+            "general_leak_share": scoring.share(leaks(answers, "general")),
+            **general_figures(answers),
             "perplexity_base": answers["perplexity"]["base"],
             "perplexity_tuned": answers["perplexity"]["merged"]}
 
 
-def leaks(answers):
-    """For each fine-tuned answer to an unrelated or an open general question: does it name the
-    owner? (Over-fitting shows wherever the name comes up uninvited.)"""
-    groups = answers["groups"]
+def leaks(answers, group):
+    """For each fine-tuned answer of `group` (unrelated or general): does it name the owner?
+    (Over-fitting shows wherever the name comes up uninvited.)"""
     return [scoring.names_owner(item["merged"], answers["name"])
-            for group in ("unrelated", "general") for item in groups[group]["prompts"]]
+            for item in answers["groups"][group]["prompts"]]
 
 
 def general_figures(answers):

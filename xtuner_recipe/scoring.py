@@ -330,12 +330,14 @@ def verdict(figures, thresholds=THRESHOLDS):
     """From the measured figures to three answers, each with its reason.
 
     figures: identity_heldout (tuned model, share of held-out paraphrases stating the identity),
-    general (retained_ability), overfit_share (tuned model, share of its unrelated and open
-    general answers that name the owner); optional perplexity_base, perplexity_tuned."""
+    general (retained_ability), overfit_share and general_leak_share (tuned model, share of its
+    unrelated and of its open general answers that name the owner; over the threshold in either
+    is over-fitting); optional perplexity_base, perplexity_tuned."""
     identity, before = figures["identity_heldout"], figures.get("identity_heldout_base", 0.0)
     learned = (identity >= thresholds["identity_heldout_min"]
                and before <= thresholds["identity_base_max"])
-    parroting = figures["overfit_share"] > thresholds["overfit_share_max"]
+    shares = (figures["overfit_share"], figures.get("general_leak_share", 0.0))
+    parroting = max(shares) > thresholds["overfit_share_max"]
     result = _result(
         learned, f"identity on held-out paraphrases {identity:.2f} "
                  f"({'>=' if identity >= thresholds['identity_heldout_min'] else '<'} "
@@ -343,9 +345,10 @@ def verdict(figures, thresholds=THRESHOLDS):
                  f"({'<=' if before <= thresholds['identity_base_max'] else '>'} "
                  f"{thresholds['identity_base_max']})",
         kept_general(figures, thresholds),
-        parroting, f"the name comes up in {figures['overfit_share']:.2f} of the answers to "
-                   f"unrelated and general questions "
-                   f"({'>' if parroting else '<='} {thresholds['overfit_share_max']})")
+        parroting, f"the name comes up in {shares[0]:.2f} of unrelated answers and "
+                   f"{shares[1]:.2f} of open general answers "
+                   f"({'>' if parroting else '<='} {thresholds['overfit_share_max']} in "
+                   f"{'one' if parroting else 'each'})")
     if figures.get("perplexity_base") and figures.get("perplexity_tuned"):
         result["perplexity_ratio"] = round(figures["perplexity_tuned"] / figures["perplexity_base"],
                                            3)

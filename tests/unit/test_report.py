@@ -164,7 +164,7 @@ def test_verdict_of_a_parrot():
     assert not scoring.verdict(figures(leaky))["overfitted"]
     leaky["groups"]["general"]["prompts"][1]["merged"] = "一加一等于门客er的二"
     verdict = scoring.verdict(figures(leaky))
-    assert verdict["overfitted"] and "0.33 of the answers" in verdict["overfitted_reason"]
+    assert verdict["overfitted"] and "0.50 of open general answers" in verdict["overfitted_reason"]
 
 
 def test_markdown_has_the_verdict_the_score_table_and_escapes_cells():

@@ -151,6 +151,10 @@ def test_verdict_thresholds_each_way():
     ok = {"identity_heldout": 1.0, "general": choice.retained(KNOWS, KNOWS), "overfit_share": 0.0}
     assert not verdict(dict(ok, identity_heldout=0.8))["learned"]
     assert verdict(dict(ok, overfit_share=0.2))["overfitted"]
+    # the name in open general answers counts on its own: not diluted by the unrelated ones
+    leaky = verdict(dict(ok, general_leak_share=0.15))
+    assert leaky["overfitted"] and "0.15 of open general answers (> 0.1 in one)" in \
+        leaky["overfitted_reason"]
     # 20 of 60 right answers lost: 0.40 vs 0.60, 43% of the lead, interval wholly below 90%
     lost = verdict(dict(ok, general=choice.retained(KNOWS, [True] * 40 + [False] * 60)))
     assert not lost["kept_general"] and lost["overfitted"]
