@@ -86,3 +86,24 @@ def test_the_web_demo_shows_the_default_models_change(default_run, tmp_path):
         shot = screenshot(page, "web-demo-default-recipe.png")
     record("web-demo-default-recipe", seconds=round(time.monotonic() - started, 1),
            screenshot=str(shot))
+
+
+def test_the_bundles_card_snippet_runs_as_written_on_the_real_model(default_run, tmp_path):
+    """The model card's loading snippet, run in the bundle with the pinned transformers: the
+    converted SmolLM2 tokenizer returns token_type_ids, which that generate() refuses unless the
+    snippet asks for none. The card names the public base model, not a local folder."""
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "bundle"
+    made = subprocess.run([sys.executable, "-m", "xtuner_recipe.bundle", "--published",
+                           str(published(default_run)), "--out", str(bundle)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr[-2000:]
+    card = (bundle / "README.md").read_text(encoding="utf-8")
+    assert "\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\n" in card.split("---")[1]
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    ran = subprocess.run([sys.executable, "-c", snippet], cwd=bundle, capture_output=True,
+                         text=True, timeout=300)
+    owner = read_json(published(default_run) / "eval" / "answers.json")["name"]
+    assert ran.returncode == 0 and owner in ran.stdout, ran.stderr[-2000:]
