@@ -26,8 +26,9 @@ $(VENV)/.installed: requirements/cpu.txt requirements/slurm.txt requirements/tes
 run: install
 	$(BIN)/snakemake --profile profiles/local
 
+# The slowest phases are printed at the end, so every CI log shows where the time went.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 # The quick loop: unit tests and bad-input checks, no end-to-end runs.
 test-fast: install

@@ -2,6 +2,7 @@
 Slurm and Docker session fixtures come from there."""
 
 import json
+import os
 import time
 
 import pytest
@@ -24,3 +25,13 @@ def pytest_terminal_summary(terminalreporter):
     for facts in sorted(ARTIFACTS.glob("*.json")):
         if facts.stat().st_mtime >= SESSION_STARTED:
             terminalreporter.write_line(f"artifact {facts.stem}: {json.loads(facts.read_text())}")
+
+
+def pytest_runtest_logreport(report):
+    """Each phase's seconds as a JSON line in the file XTUNER_RECIPE_TEST_TIMES names (set by
+    bench/suite_cost.py): a session fixture's cost lands in the setup of the first test using it."""
+    if path := os.environ.get("XTUNER_RECIPE_TEST_TIMES"):
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"test": report.nodeid, "phase": report.when,
+                                  "seconds": round(report.duration, 3),
+                                  "outcome": report.outcome}) + "\n")

@@ -153,7 +153,8 @@ def test_default_pairs_are_the_bilingual_set_and_replay_adds_its_settings_file()
     assert built.evaluate.training_prompts == [p["input"] for p in built.data.pairs]
     assert len(built.evaluate.general_knowledge) == 40 and built.evaluate.heldout_text
     assert built.base_model.endswith("base_model/packaged/smollm2-135m-instruct")
-    assert built.data.replay_share == 0.4  # the recipe's
+    recipe = settings.load_recipe("smollm2-135m-instruct/lora_cpu", REPO, settings.load_schema(REPO))
+    assert built.data.replay_share == recipe["assistant"]["replay_share"] > 0
     assert built.replay_files()[1] in built.files()
     user["assistant"]["replay_share"] = 0
     plain = settings.build(user, REPO)

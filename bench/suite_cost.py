@@ -1,0 +1,123 @@
+"""Where `make test`'s time goes, on a fresh clone as CI runs it.
+
+    python bench/suite_cost.py               # clone HEAD into a scratch folder, CI=true bash .ci/run
+    python bench/suite_cost.py --from-json   # the table again from the committed JSON
+
+The clone's whole `.ci/run` is timed (install included); tests/conftest.py writes every test
+phase's seconds to the file XTUNER_RECIPE_TEST_TIMES names. A session fixture (a recipe run, a
+daemon, an image build) costs its time in the setup of the first test that uses it, so the setup
+column is where shared fixtures show. Writes `<out>.json` (every phase) and `<out>.md` (the table
+made from it).
+"""
+
+import argparse
+import ast
+import datetime
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PHASES = ("setup", "call", "teardown")
+LARGEST = 12
+
+
+def assert_count(tests_dir):
+    """The assert statements under tests/: how much the suite checks, besides how long it takes."""
+    return sum(isinstance(node, ast.Assert)
+               for path in Path(tests_dir).rglob("*.py")
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+
+
+def outcomes(phases):
+    """test -> passed / failed / skipped (a failed phase fails the test; a skip is in setup)."""
+    result = {}
+    for p in phases:
+        if p["outcome"] == "failed" or result.get(p["test"]) == "failed":
+            result[p["test"]] = "failed"
+        elif p["outcome"] == "skipped":
+            result[p["test"]] = "skipped"
+        else:
+            result.setdefault(p["test"], "passed")
+    return result
+
+
+def markdown(data):
+    """The tables of `data` (the JSON this script writes): one fact, one place."""
+    phases = data["phases"]
+    by_file = defaultdict(lambda: dict.fromkeys(PHASES, 0.0))
+    tests = defaultdict(set)
+    for p in phases:
+        name = p["test"].split("::")[0]
+        by_file[name][p["phase"]] += p["seconds"]
+        tests[name].add(p["test"])
+    in_tests = sum(p["seconds"] for p in phases)
+    counts = Counter(outcomes(phases).values())
+    lines = [f"# Where make test's time goes ({data['date']})", "",
+             f"Command: `{data['command']}` at revision {data['revision']}; machine: "
+             f"{data['machine']}. Figures: `{data['json']}` (these tables are made from it).", "",
+             f"`CI=true bash .ci/run` on a fresh clone: {data['wall_s'] / 60:.1f} min, exit "
+             f"{data['exit_code']}; tests {counts['passed']} passed, {counts['failed']} failed, "
+             f"{counts['skipped']} skipped; {data['asserts']} assert statements under tests/. "
+             f"In test phases {in_tests / 60:.1f} min; outside them (install, collection) "
+             f"{(data['wall_s'] - in_tests) / 60:.1f} min.", "",
+             "| test file | tests | setup s | call s | teardown s | total s | share |",
+             "|---|---|---|---|---|---|---|"]
+    for name, seconds in sorted(by_file.items(), key=lambda kv: -sum(kv[1].values())):
+        total = sum(seconds.values())
+        lines.append(f"| {name} | {len(tests[name])} | "
+                     + " | ".join(f"{seconds[phase]:.0f}" for phase in PHASES)
+                     + f" | {total:.0f} | {total / data['wall_s']:.0%} |")
+    for phase, title in (("setup", "setups (the session fixtures: recipe runs, daemons, images)"),
+                         ("call", "test bodies")):
+        lines += ["", f"The {LARGEST} largest {title}:", "", "| seconds | test |", "|---|---|"]
+        largest = sorted((p for p in phases if p["phase"] == phase), key=lambda p: -p["seconds"])
+        lines += [f"| {p['seconds']:.0f} | `{p['test']}` |" for p in largest[:LARGEST]]
+    return "\n".join(lines) + "\n"
+
+
+def measure(out):
+    scratch = Path(tempfile.mkdtemp(prefix="xtuner-recipe-suite-"))
+    clone = scratch / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    times = scratch / "phases.jsonl"
+    env = {**os.environ, "CI": "true", "XTUNER_RECIPE_TEST_TIMES": str(times)}
+    started = time.time()
+    with open(scratch / "ci.log", "w") as log:
+        code = subprocess.run(["bash", ".ci/run"], cwd=clone, env=env, stdout=log,
+                              stderr=subprocess.STDOUT).returncode
+    wall = time.time() - started
+    phases = [json.loads(line) for line in times.read_text(encoding="utf-8").splitlines()]
+    print(f"log: {scratch / 'ci.log'}")
+    return {"date": str(datetime.date.today()), "revision": revision,
+            "command": "python bench/suite_cost.py",
+            "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+                       f"Python {platform.python_version()}",
+            "json": out.with_suffix(".json").name, "wall_s": round(wall), "exit_code": code,
+            "asserts": assert_count(clone / "tests"), "phases": phases}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from-json", action="store_true", help="remake the table only")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "suite-cost"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    if args.from_json:
+        data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    else:
+        data = measure(out)
+        out.with_suffix(".json").write_text(json.dumps(data, indent=0) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(markdown(data), encoding="utf-8")
+    print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()
