@@ -1,7 +1,7 @@
 """Where `make test`'s time goes, on a fresh clone as CI runs it.
 
     python bench/suite_cost.py               # clone HEAD into a scratch folder, CI=true bash .ci/run
-    python bench/suite_cost.py --from-json   # the table again from the committed JSON
+    python bench/suite_cost.py --from-json   # both files again from the committed JSON
 
 The clone's whole `.ci/run` is timed (install included); tests/conftest.py writes every test
 phase's seconds to the file XTUNER_RECIPE_TEST_TIMES names. A session fixture (a recipe run, a
@@ -81,6 +81,13 @@ def markdown(data):
     return "\n".join(lines) + "\n"
 
 
+def dumps(data):
+    """`data` as JSON, one test phase a line: diffs of the file stay readable."""
+    head = json.dumps({k: v for k, v in data.items() if k != "phases"}, indent=1)
+    phases = ",\n".join(json.dumps(p, ensure_ascii=False) for p in data["phases"])
+    return f'{head[:-2]},\n "phases": [\n{phases}\n ]\n}}\n'
+
+
 def measure(out):
     scratch = Path(tempfile.mkdtemp(prefix="xtuner-recipe-suite-"))
     clone = scratch / "clone"
@@ -106,15 +113,14 @@ def measure(out):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--from-json", action="store_true", help="remake the table only")
+    parser.add_argument("--from-json", action="store_true",
+                        help="no run: write both files again from the JSON")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "suite-cost"))
     args = parser.parse_args()
     out = Path(args.out)
-    if args.from_json:
-        data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-    else:
-        data = measure(out)
-        out.with_suffix(".json").write_text(json.dumps(data, indent=0) + "\n", encoding="utf-8")
+    data = (json.loads(out.with_suffix(".json").read_text(encoding="utf-8")) if args.from_json
+            else measure(out))
+    out.with_suffix(".json").write_text(dumps(data), encoding="utf-8")
     out.with_suffix(".md").write_text(markdown(data), encoding="utf-8")
     print(markdown(data))
 

@@ -30,3 +30,10 @@ def test_the_default_recipe_table_is_made_from_its_json():
     assert ((BENCH / "results" / "cpu-default-recipe.md").read_text(encoding="utf-8")
             == bench_script("cpu_default_recipe").markdown(data))
     assert "seed 42 (make run)" in data["runs"]  # what --check compares with
+
+
+def test_the_suite_cost_table_is_made_from_its_json_of_a_passing_run():
+    data = committed("suite-cost")
+    assert ((BENCH / "results" / "suite-cost.md").read_text(encoding="utf-8")
+            == bench_script("suite_cost").markdown(data))
+    assert data["exit_code"] == 0  # a failed run stops early and would hide where time goes
