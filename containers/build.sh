@@ -35,7 +35,7 @@
 #
 # Environment: DOCKER_HOST (e.g. a private engine from `python3 tests/harness/docker_engine.py`),
 # DOCKER (the CLI, default docker), PYTHON (a CPython 3.11 with the host's pip config, default
-# python3), DEBIAN_MIRROR, BASE_TAG.
+# python3), DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR (default: the host apt's own sources), BASE_TAG.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,8 +46,6 @@ DOCKER=${DOCKER:-docker}
 PYTHON=${PYTHON:-python3}
 BASE_TAG=${BASE_TAG:-xtuner-recipe-base:bookworm}
 DEBIAN_SUITE=${DEBIAN_SUITE:-bookworm}
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 SCRATCH=${SCRATCH:-$ROOT/.scratch/containers}
 HOST_CA_DIR=/usr/local/share/ca-certificates
 CA_DIR=containers/ca-certificates
@@ -56,6 +54,26 @@ log() { printf '[build.sh] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# The archive URI this host's apt is configured with for suite $1 (deb822 .sources files first, then
+# one-line .list entries); empty when there is none.
+apt_source() {
+    {
+        cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v RS= -v suite="$1" '
+            /(^|\n)Types:[^\n]*[ \t]deb([ \t\n]|$)/ {
+                uri = ""; found = 0; n = split($0, lines, "\n")
+                for (i = 1; i <= n; i++) {
+                    m = split(lines[i], f, /[ \t]+/)
+                    if (f[1] == "URIs:") uri = f[2]
+                    if (f[1] == "Suites:") for (j = 2; j <= m; j++) if (f[j] == suite) found = 1
+                }
+                if (found && uri != "") print uri
+            }'
+        cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v suite="$1" '
+            $1 == "deb" { sub(/^deb[ \t]+(\[[^]]*\][ \t]+)?/, ""); split($0, f, /[ \t]+/)
+                          if (f[2] == suite) print f[1] }'
+    } | head -n 1 || true  # no file of either kind is no source, not an error
+}
 
 need_engine() {
     "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1 \
@@ -82,6 +100,11 @@ cmd_base() {
     rootfs=$(mktemp -d "$SCRATCH/rootfs.XXXXXX")
     # shellcheck disable=SC2064
     trap "rm -rf '$rootfs'" EXIT
+    # Debian's archive as this host's apt reaches it, unless DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR say.
+    DEBIAN_MIRROR=${DEBIAN_MIRROR:-$(apt_source "$DEBIAN_SUITE")}
+    DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-$(apt_source "$DEBIAN_SUITE-security")}
+    [[ -n $DEBIAN_MIRROR && -n $DEBIAN_SECURITY_MIRROR ]] || die "this host's apt has no source for \
+$DEBIAN_SUITE and $DEBIAN_SUITE-security: set DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR to the archives to use"
     log "base: debootstrap --variant=minbase $DEBIAN_SUITE from $DEBIAN_MIRROR"
     debootstrap --variant=minbase "$DEBIAN_SUITE" "$rootfs" "$DEBIAN_MIRROR" >"$SCRATCH/debootstrap.log" 2>&1 \
         || { tail -n 20 "$SCRATCH/debootstrap.log" >&2; die "debootstrap failed (log: $SCRATCH/debootstrap.log)"; }
@@ -171,8 +194,6 @@ cmd_image() {
         log "$flavour: using the local base $BASE_TAG (the Dockerfile's default is the pinned Debian)"
     fi
     [[ -n $base ]] && extra+=(--build-arg "BASE_IMAGE=$base")
-    # PyPI's torch is the CUDA build; the CPU-wheel index would offer 2.13.0+cpu for torch==2.13.0
-    [[ $flavour == cuda ]] && extra+=(--build-arg "TORCH_INDEX_URL=https://pypi.org/simple")
     "$PYTHON" containers/wheelhouse.py check \
         || die "containers/cpu.lock.txt or cuda.lock.txt is older than its inputs: run containers/build.sh lock"
     compgen -G "containers/wheelhouse/$flavour/*.whl" >/dev/null \

@@ -11,8 +11,8 @@ tests), plus xtuner (installed --no-deps), the build tools and pyproject.toml's 
 The CUDA lock is the CPU lock with the differences in CUDA_DIFFERENCES, each with its reason.
 
 Run it with a CPython 3.11 on linux x86_64 (the image's interpreter and platform) whose pip finds
-the CPU build of torch: on the project's machines the host pip config has a find-links folder with
-torch 2.13.0+cpu; elsewhere set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu.
+the CPU build of torch 2.13.0+cpu, through its own configuration (pip.conf or PIP_* variables: a
+find-links folder, or an extra index that serves torch's CPU wheels).
 The hashes are those of the files downloaded here, so a build without the wheelhouse (pip fetching
 from PyPI and the CPU-wheel index) installs the very same files or stops on a hash mismatch.
 """

@@ -1,6 +1,6 @@
-"""The committed default-recipe figures: the table is the one its JSON makes, so a figure edited by
-hand (or left from an older run) fails here; `bench/cpu_default_recipe.py --check` reruns make run
-against the JSON itself."""
+"""The committed benchmark tables (the default recipe's, the suite's cost): each is the one its JSON
+makes, so a figure edited by hand (or left from an older run) fails here;
+`bench/cpu_default_recipe.py --check` reruns make run against its JSON itself."""
 
 import importlib.util
 import json

@@ -369,7 +369,7 @@ def test_text_format_is_incremental_pretraining_without_a_template(original, tmp
 
 
 def test_seed_003_shape_qlora_zero2_on_internlm_chat_7b(tmp_path):
-    """recipes/internlm-chat-7b/qa_qlora_zero2: the seed's built-in config with its own values,
+    """recipes/internlm-chat-7b/qa_qlora_zero2: the medication Q&A exercise's built-in config with its own values,
     4-bit kept, ZeRO-2's JSON, 2 GB shards; the data is a qa split."""
     config = settings.resolve_config({"recipe": "internlm-chat-7b/qa_qlora_zero2",
                                       "model": {"path": MODEL}}, REPO)

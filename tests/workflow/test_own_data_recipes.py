@@ -45,7 +45,7 @@ def test_qa_recipe_from_a_spreadsheet_scores_the_held_out_questions(tmp_path, sh
     sheet = tmp_path / "faq.xlsx"
     book = openpyxl.Workbook()
     book.active.title = "FAQ"
-    book.active.append(["Question", "Answer"])  # the column names of seed 003's spreadsheet
+    book.active.append(["Question", "Answer"])  # the column names of the medication Q&A exercise's sheet
     for question, answer in rows[1:]:
         book.active.append([question, answer])
     book.save(sheet)
