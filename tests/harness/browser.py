@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from harness.apt import apt_install
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / ".scratch" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -27,12 +29,7 @@ PACKAGES = ("chromium", "fonts-wqy-microhei")
 def ensure_chromium() -> None:
     if Path(CHROMIUM).exists() and Path("/usr/share/fonts/truetype/wqy").is_dir():
         return
-    if os.geteuid() != 0:
-        raise RuntimeError(f"{CHROMIUM} or a CJK font is missing: apt-get install {' '.join(PACKAGES)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=900)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
-                   check=True, env=env, timeout=900)
+    apt_install(PACKAGES)
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} still missing after apt-get install {' '.join(PACKAGES)}")
 

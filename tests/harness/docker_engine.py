@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.apt import AptError, apt_install
+
 __all__ = ["DockerEngine", "EngineError", "ensure_installed"]
 
 # Debian packages: the engine (dockerd + its containerd + runc), debootstrap for the base image,
@@ -57,12 +59,10 @@ def ensure_installed(tools=("dockerd", "containerd", "docker", "debootstrap")) -
     missing = sorted({PACKAGES[t] for t in tools if shutil.which(t) is None})
     if not missing:
         return
-    if os.geteuid() != 0:
-        raise EngineError(f"{', '.join(missing)} missing and not root: apt-get install {' '.join(missing)}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-                   check=True, env=env)
+    try:
+        apt_install(missing)
+    except AptError as e:
+        raise EngineError(str(e)) from e
     still = [t for t in tools if shutil.which(t) is None]
     if still:
         raise EngineError(f"still missing after apt-get install: {still}")

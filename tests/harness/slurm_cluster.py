@@ -55,6 +55,8 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
+from harness.apt import AptError, apt_install
+
 __all__ = [
     "SlurmCluster",
     "SlurmCommandError",
@@ -117,32 +119,15 @@ def _tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def ensure_installed(timeout: float = 900) -> None:
+def ensure_installed() -> None:
     """Install ``slurm-wlm`` and ``munge`` with apt-get unless already present (idempotent)."""
     needed = ("slurmctld", "slurmd", "munged", "sbatch", "srun", "squeue", "sinfo", "scontrol")
     if all(find_executable(n) for n in needed):
         return
-    if os.geteuid() != 0:
-        raise SlurmUnavailable("Slurm is not installed and installing it needs root")
-    apt = shutil.which("apt-get")
-    if not apt:
-        raise SlurmUnavailable("Slurm is not installed and there is no apt-get to install it")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = [apt, "install", "-y", "-qq", "--no-install-recommends", *_APT_PACKAGES]
-    proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        # a fresh machine often has no package lists yet
-        upd = subprocess.run(
-            [apt, "update", "-qq"], env=env, capture_output=True, text=True, timeout=timeout
-        )
-        proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise SlurmUnavailable(
-                "apt-get could not install slurm-wlm and munge:\n"
-                + _tail(upd.stdout + upd.stderr, 10)
-                + "\n"
-                + _tail(proc.stdout + proc.stderr)
-            )
+    try:
+        apt_install(_APT_PACKAGES)
+    except AptError as e:
+        raise SlurmUnavailable(f"could not install slurm-wlm and munge: {e}") from e
     missing = [n for n in needed if not find_executable(n)]
     if missing:
         raise SlurmUnavailable(f"after installing slurm-wlm and munge, still missing: {missing}")
