@@ -31,10 +31,11 @@ run: install
 # process (0) until a fresh clone's parallel run is measured (bench/suite_cost.py); TEST_WORKERS=2
 # runs it in two. The slowest phases are printed at the end, so every CI log shows the time.
 TEST_WORKERS ?= 0
+XDIST := --dist loadgroup
 
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(XDIST) --durations=25
 
 # The quick loop: unit tests and bad-input checks, no end-to-end runs.
 test-fast: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -n 2 $(XDIST) -m "not slow"

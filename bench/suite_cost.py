@@ -86,7 +86,9 @@ def markdown(data):
              f"{data['exit_code']}; tests {counts['passed']} passed, {counts['failed']} failed, "
              f"{counts['skipped']} skipped; {data['asserts']} assert statements under tests/. "
              f"{in_tests / 60:.1f} min in test phases, run by {len(workers)} "
-             f"worker{'s' * (len(workers) > 1)}."]
+             f"worker{'s' * (len(workers) > 1)}"
+             + (f"; outside them (install, collection) {(data['wall_s'] - in_tests) / 60:.1f} min."
+                if len(workers) == 1 else ".")]
     if "baseline" in data:
         before = data["baseline"]
         lines += ["", f"Against the run at {before['revision']} ({before['date']}, "
